@@ -1,0 +1,98 @@
+"""The Typer application: global options, error handling, exit codes.
+
+Commands live in ``deepscan.commands``, one module each; they parse
+options, call library functions and print. Every error that is the user's
+to fix is one line on stderr and a documented exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from deepscan import __version__
+from deepscan.errors import DeepscanError, ExitCode, Terminated
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 every file scored; 2 usage error (bad option, model or output path); "
+    "3 some files could not be scored (see their error rows); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
+)
+
+
+class DeepscanGroup(TyperGroup):
+    """Turns usage errors, deepscan errors and interrupts into one line and an exit code."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
+        extra["standalone_mode"] = False
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            code = super().main(args, prog_name or "deepscan", **extra)
+        except typer.TyperException as err:  # usage errors from option parsing
+            _fail(err.format_message(), err.exit_code)
+        except DeepscanError as err:
+            _fail(str(err), err.exit_code)
+        except Terminated:
+            sys.exit(ExitCode.TERMINATED)
+        except (KeyboardInterrupt, typer.Abort):
+            sys.exit(ExitCode.INTERRUPTED)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _fail(message: str, code: int) -> None:
+    Console(stderr=True, highlight=False).print(f"deepscan: error: {message}", markup=False, soft_wrap=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=DeepscanGroup,
+    help="Audit folders of images for deepfakes and AI-generated content.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deepscan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Audit folders of images for deepfakes and AI-generated content."""
+
+
+def _register_commands() -> None:
+    from deepscan.commands import evaluate, info, scan, train
+
+    app.command("scan", epilog=EXIT_CODES_HELP)(scan.scan_command)
+    app.command("train")(train.train_command)
+    app.command("evaluate")(evaluate.evaluate_command)
+    app.command("info")(info.info_command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,136 @@
+"""deepscan train: fit a model on DATA_DIR and save it with its threshold and recipe."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deepscan.errors import ExitCode
+from deepscan.model import list_architectures
+from deepscan.report import check_destination
+
+Architecture = Enum("Architecture", {name: name for name in list_architectures()}, type=str)
+
+DATA, MODEL, LOOP, AUGMENT = "Data", "Model", "Training loop", "Augmentation"
+
+
+def train_command(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            file_okay=False,
+            help="Folder with real/ and fake/, or with train/ and val/ each holding real/ and fake/.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.keras).", rich_help_panel=MODEL)],
+    arch: Annotated[
+        Architecture, typer.Option(help="Network: 'reference' is the published card's CNN.", rich_help_panel=MODEL)
+    ] = Architecture.residual,  # type: ignore[attr-defined]
+    image_size: Annotated[
+        int | None,
+        typer.Option(min=16, help="Input size in pixels (default: the architecture's).", rich_help_panel=MODEL),
+    ] = None,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Pick the threshold keeping false positives on real validation images at or below this rate "
+            "(default: the threshold that maximises balanced accuracy).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    val_split: Annotated[
+        float, typer.Option(help="Validation fraction when DATA_DIR has no train/ and val/.", rich_help_panel=DATA)
+    ] = 0.15,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Cache decoded images in this file instead of memory (large sets).", rich_help_panel=DATA),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs to run.", rich_help_panel=LOOP)] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.", rich_help_panel=LOOP)] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.", rich_help_panel=LOOP)] = 1e-4,
+    patience: Annotated[
+        int, typer.Option(min=1, help="Epochs without val_loss progress before stopping.", rich_help_panel=LOOP)
+    ] = 10,
+    seed: Annotated[
+        int, typer.Option(help="Random seed for the split, shuffling and weights.", rich_help_panel=LOOP)
+    ] = 1234,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run of the same --out.", rich_help_panel=LOOP)
+    ] = False,
+    tensorboard: Annotated[
+        Path | None, typer.Option(help="Write TensorBoard logs to this folder.", rich_help_panel=LOOP)
+    ] = None,
+    rotation: Annotated[
+        float, typer.Option(min=0.0, help="Random rotation, fraction of a turn (0: off).", rich_help_panel=AUGMENT)
+    ] = 0.05,
+    shift: Annotated[
+        float, typer.Option(min=0.0, help="Random shift, fraction of the size (0: off).", rich_help_panel=AUGMENT)
+    ] = 0.1,
+    flip: Annotated[
+        bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.", rich_help_panel=AUGMENT)
+    ] = True,
+    brightness: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Random brightness change, fraction of the range (0: off).", rich_help_panel=AUGMENT
+        ),
+    ] = 0.2,
+    jpeg: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Probability of JPEG re-compression, quality 30-100 (0: off).",
+            rich_help_panel=AUGMENT,
+        ),
+    ] = 0.5,
+    blur: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Probability of Gaussian blur, sigma 0-3 (0: off).", rich_help_panel=AUGMENT
+        ),
+    ] = 0.5,
+) -> int:
+    """Train a real/fake model; pick its threshold on the validation set; save it for 'deepscan scan --model'.
+
+    Beside OUT: OUT's stem + '.history.csv' (metrics per epoch) and, until training
+    ends, + '.training/' (best weights, and the backup --resume continues from).
+    Ctrl-C stops cleanly and saves the best model so far.
+
+    Example: deepscan train ../shared/data --out m.keras --epochs 30
+    """
+    check_destination(out)
+    from deepscan.train import Augmentation, TrainConfig, train
+
+    console = Console(stderr=True, highlight=False)
+    config = TrainConfig(
+        arch=arch.value,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        val_split=val_split,
+        patience=patience,
+        seed=seed,
+        target_fpr=target_fpr,
+        augmentation=Augmentation(rotation, shift, flip, brightness, jpeg, blur),
+        cache_file=str(cache) if cache else "",
+        resume=resume,
+        tensorboard=tensorboard,
+    )
+    result = train(data_dir, out, config, log=lambda line: console.print(line, markup=False))
+    card = result.evaluation
+    console.print(
+        f"saved {result.model_path} after {result.epochs_run} epochs: val ROC AUC {card.roc_auc:.3f}, "
+        f"balanced accuracy {card.balanced_accuracy:.3f} at threshold {card.threshold:.3f}",
+        markup=False,
+    )
+    return ExitCode.INTERRUPTED if result.interrupted else ExitCode.OK

@@ -1,0 +1,170 @@
+"""Metrics for a scored, labelled set: ROC AUC, confusion matrix, threshold choice."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from deepscan.discovery import find_images
+from deepscan.errors import DataError
+from deepscan.model import CLASS_NAMES, Detector
+from deepscan.scan import DEFAULT_BATCH_SIZE, resolve_threshold, scan
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney U statistic, ties counted half)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    positives, negatives = labels.sum(), (~labels).sum()
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def choose_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float | None = None) -> float:
+    """The threshold that maximises balanced accuracy.
+
+    With ``target_fpr``: the lowest threshold whose false-positive rate on
+    real images is at most target_fpr.
+    """
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    # Midpoints between neighbouring scores: no image sits exactly on the threshold.
+    distinct = np.unique(scores)
+    candidates = np.concatenate([[0.0], (distinct[:-1] + distinct[1:]) / 2, [1.0]])
+    best, best_value = 0.5, -1.0
+    for cut in candidates:
+        flagged = scores >= cut
+        fpr = flagged[~labels].mean() if (~labels).any() else 0.0
+        tpr = flagged[labels].mean() if labels.any() else 0.0
+        if target_fpr is not None:
+            if fpr <= target_fpr:
+                return float(cut)
+            continue
+        value = (tpr + 1 - fpr) / 2
+        if value > best_value:
+            best, best_value = float(cut), value
+    return best
+
+
+@dataclass
+class Evaluation:
+    """The report card of a model on a labelled set (fake is the positive class)."""
+
+    images: int
+    unreadable: int
+    threshold: float
+    roc_auc: float
+    accuracy: float
+    balanced_accuracy: float
+    false_positive_rate: float
+    confusion: dict[str, dict[str, int]]  # confusion[true][predicted]
+    per_class: dict[str, dict[str, float]]  # precision, recall, f1, support
+    images_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Every figure of an Evaluation that depends only on scores and labels."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    predicted = scores >= threshold
+    confusion = {
+        true_name: {
+            pred_name: int(np.sum((labels == bool(t)) & (predicted == bool(p))))
+            for p, pred_name in enumerate(CLASS_NAMES)
+        }
+        for t, true_name in enumerate(CLASS_NAMES)
+    }
+    per_class = {}
+    for name in CLASS_NAMES:
+        tp = confusion[name][name]
+        support = sum(confusion[name].values())
+        predicted_as = sum(confusion[other][name] for other in CLASS_NAMES)
+        precision = tp / predicted_as if predicted_as else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    recalls = [per_class[name]["recall"] for name in CLASS_NAMES]
+    return {
+        "roc_auc": roc_auc(scores, labels),
+        "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "false_positive_rate": 1.0 - per_class["real"]["recall"],
+        "confusion": confusion,
+        "per_class": per_class,
+    }
+
+
+def labelled_images(data_dir: str) -> tuple[list[str], list[int]]:
+    """Image paths under DATA_DIR/real and DATA_DIR/fake, with labels 0 (real) and 1 (fake)."""
+    from pathlib import Path
+
+    root = Path(data_dir)
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(CLASS_NAMES):
+        folder = root / name
+        if not folder.is_dir():
+            raise DataError(f"{root} must hold the folders real/ and fake/ ({folder} is missing)")
+        found = list(find_images([folder]))
+        paths += found
+        labels += [label] * len(found)
+    if not paths:
+        raise DataError(f"no images found under {root}/real and {root}/fake")
+    return paths, labels
+
+
+@dataclass
+class ScoredSet:
+    """Scores of the readable images of a labelled set."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    unreadable: int
+    seconds: float
+
+
+def score_labelled(
+    paths: list[str], labels: list[int], detector: Detector, batch_size: int = DEFAULT_BATCH_SIZE
+) -> ScoredSet:
+    """Score labelled images with the scan pipeline; unreadable files are counted, not scored."""
+    label_of = dict(zip(paths, labels, strict=True))
+    scores, truth, unreadable = [], [], 0
+    started = time.perf_counter()
+    for row in scan(paths, detector, batch_size=batch_size):
+        if row.score is None:
+            unreadable += 1
+        else:
+            scores.append(row.score)
+            truth.append(label_of[row.path])
+    return ScoredSet(np.array(scores), np.array(truth, bool), unreadable, time.perf_counter() - started)
+
+
+def report_card(scored: ScoredSet, threshold: float) -> Evaluation:
+    """The Evaluation of a scored set at a threshold."""
+    total = len(scored.scores) + scored.unreadable
+    return Evaluation(
+        images=len(scored.scores),
+        unreadable=scored.unreadable,
+        threshold=threshold,
+        images_per_second=total / scored.seconds if scored.seconds else 0.0,
+        **compute_metrics(scored.scores, scored.labels, threshold),
+    )
+
+
+def evaluate(
+    data_dir: str, detector: Detector, *, threshold: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+) -> Evaluation:
+    """The report card of ``detector`` on DATA_DIR/real and DATA_DIR/fake."""
+    paths, labels = labelled_images(data_dir)
+    return report_card(score_labelled(paths, labels, detector, batch_size), resolve_threshold(threshold, detector))

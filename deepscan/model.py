@@ -1,0 +1,279 @@
+"""Architectures, the model's input contract (ModelSpec), and saving and loading.
+
+A deepscan model file is a native Keras ``.keras`` archive with one extra
+member, ``deepscan.json``, holding the :class:`ModelSpec`. The spec travels
+with the weights, so input size, threshold and class meaning are never
+guessed at scan time, and it can be read without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepscan import __version__
+from deepscan.errors import ModelError
+from deepscan.runtime import tensorflow
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+SPEC_MEMBER = "deepscan.json"
+CLASS_NAMES = ("real", "fake")
+
+
+@dataclass
+class ModelSpec:
+    """What a saved model needs to be used correctly: it is stored inside the file."""
+
+    arch: str
+    image_size: int
+    threshold: float = 0.5
+    # The model outputs P(classes[1]); a score >= threshold is labelled classes[1].
+    classes: tuple[str, str] = CLASS_NAMES
+    deepscan_version: str = __version__
+    # How the model was made: data counts, epochs, seed, validation metrics...
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def label(self, score: float, threshold: float | None = None) -> str:
+        """The class name for a score, at ``threshold`` or the model's own."""
+        cut = self.threshold if threshold is None else threshold
+        return self.classes[1] if score >= cut else self.classes[0]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        data = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        spec = cls(**{k: v for k, v in data.items() if k in names})
+        spec.classes = tuple(spec.classes)  # type: ignore[assignment]
+        return spec
+
+
+# --- architecture registry -------------------------------------------------
+
+Builder = Callable[[int], "keras.Model"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Builder
+    default_size: int
+    summary: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(name: str, default_size: int, summary: str) -> Callable[[Builder], Builder]:
+    """Add an architecture builder (image_size -> uncompiled Keras model) to the registry."""
+
+    def decorate(build: Builder) -> Builder:
+        ARCHITECTURES[name] = Architecture(name, build, default_size, summary)
+        return build
+
+    return decorate
+
+
+def list_architectures() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def build_model(arch: str, image_size: int | None = None) -> tuple[keras.Model, ModelSpec]:
+    """Build an untrained model of a registered architecture and its spec."""
+    try:
+        entry = ARCHITECTURES[arch]
+    except KeyError:
+        known = ", ".join(list_architectures())
+        raise ModelError(f"unknown architecture {arch!r} (known: {known})") from None
+    size = image_size or entry.default_size
+    tensorflow()
+    return entry.build(size), ModelSpec(arch=arch, image_size=size)
+
+
+@register("reference", 128, "the published card's CNN: 3 conv blocks, Flatten, Dense(128)")
+def _reference(image_size: int) -> keras.Model:
+    """The published card's architecture, kept as the baseline to beat."""
+    import keras
+    from keras import layers, regularizers
+
+    l2 = regularizers.L2(1e-4)
+    x = inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = layers.Rescaling(1.0 / 255)(x)
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, activation="relu", kernel_regularizer=l2)(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu", kernel_regularizer=l2)(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="p_fake")(x)
+    return keras.Model(inputs, outputs, name="reference")
+
+
+@register(
+    "residual",
+    256,
+    "native-resolution residual CNN: high-pass stem, BatchNorm, global pooling",
+)
+def _residual(image_size: int) -> keras.Model:
+    """Our own: keeps the pixels' high frequencies, where generators leave traces.
+
+    No resize for 256x256 crops; the first layers see the image minus its own
+    2x down/up-sampled copy (the NPR residual of Tan et al., CVPR 2024) beside
+    the pixels; strided residual stages with BatchNorm; global average pooling
+    instead of a large Flatten/Dense, so the model stays small and fast.
+    """
+    import keras
+    from keras import layers, regularizers
+
+    l2 = regularizers.L2(1e-4)
+
+    def conv_bn(x: Any, filters: int, stride: int = 1) -> Any:
+        x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, kernel_regularizer=l2)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    def stage(x: Any, filters: int) -> Any:
+        shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False, kernel_regularizer=l2)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+        y = conv_bn(x, filters, stride=2)
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2)(y)
+        y = layers.BatchNormalization()(y)
+        return layers.ReLU()(layers.Add()([shortcut, y]))
+
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    blurred = layers.UpSampling2D(2)(layers.AveragePooling2D(2)(x))
+    residual = layers.Subtract()([x, blurred])
+    x = layers.Concatenate()([x, layers.Rescaling(4.0)(residual)])
+    x = conv_bn(x, 24, stride=2)
+    for filters in (32, 64, 128):
+        x = stage(x, filters)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="p_fake")(x)
+    return keras.Model(inputs, outputs, name="residual")
+
+
+# --- saving and loading ----------------------------------------------------
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package."""
+    return Path(str(resources.files("deepscan") / "models" / "default.keras"))
+
+
+def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
+    """Save weights and architecture (no optimizer state) plus the spec, atomically."""
+    tensorflow()
+    import keras
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    # The same layers in an uncompiled model: no optimizer state goes into the file.
+    clean = keras.Model(model.inputs, model.outputs, name=model.name)
+    clean.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as archive:
+        archive.writestr(SPEC_MEMBER, spec.to_json())
+    tmp.replace(path)
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    """Read a model file's spec without loading TensorFlow."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read(SPEC_MEMBER).decode()
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"model path is a directory, not a .keras file: {path}") from None
+    except zipfile.BadZipFile:
+        raise ModelError(f"not a Keras model file (.keras zip archive): {path}") from None
+    except KeyError:
+        raise ModelError(f"{path} is a Keras model but not a deepscan one (no {SPEC_MEMBER})") from None
+    try:
+        return ModelSpec.from_json(text)
+    except (ValueError, TypeError) as err:
+        raise ModelError(f"{path}: unreadable {SPEC_MEMBER}: {err}") from None
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Detector:
+    """A loaded model with its spec: turns batches of uint8 pixels into P(fake)."""
+
+    keras_model: keras.Model
+    spec: ModelSpec
+    path: Path
+    _predict: Any = field(default=None, repr=False)
+
+    def predict(self, pixels: Any) -> np.ndarray:
+        """Scores for a batch of uint8 images shaped (n, size, size, 3)."""
+        if self._predict is None:
+            tf = tensorflow()
+            size = self.spec.image_size
+            signature = [tf.TensorSpec([None, size, size, 3], tf.uint8)]
+
+            @tf.function(input_signature=signature)
+            def predict(batch: tf.Tensor) -> tf.Tensor:
+                scores = self.keras_model(tf.cast(batch, tf.float32), training=False)
+                return tf.reshape(scores, [-1])
+
+            self._predict = predict
+        return self._predict(pixels).numpy()
+
+
+def load_model(path: str | Path | None = None, *, trust: bool = False) -> Detector:
+    """Load a deepscan model (the packaged default when ``path`` is None).
+
+    Keras safe mode stays on unless ``trust`` is set: a model holding
+    arbitrary Python code (a Lambda layer) is refused.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    spec = read_spec(path)
+    tensorflow()
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "Lambda" in str(err):
+            raise ModelError(
+                f"{path} contains arbitrary code (a Lambda layer); load it only if you trust it (--trust-model)"
+            ) from None
+        raise ModelError(f"cannot load model {path}: {_first_line(err)}") from None
+    except Exception as err:  # Keras raises many types for a damaged archive
+        raise ModelError(f"cannot load model {path}: {_first_line(err)}") from None
+    expected_in = (None, spec.image_size, spec.image_size, 3)
+    if tuple(model.input_shape) != expected_in or tuple(model.output_shape) != (None, 1):
+        raise ModelError(
+            f"{path}: model takes {model.input_shape} and gives {model.output_shape}; "
+            f"deepscan needs {expected_in} -> (None, 1)"
+        )
+    return Detector(model, spec, path)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

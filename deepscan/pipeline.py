@@ -1,0 +1,139 @@
+"""Image decoding and the tf.data pipeline shared by scanning and training.
+
+Decoding uses Pillow inside ``tf.numpy_function`` rather than TensorFlow's
+own decoders: Pillow reads every format people have (CMYK JPEGs, 16-bit
+PNGs, TIFF, WebP), honours EXIF orientation, decodes big JPEGs at reduced
+size in the DCT domain (``draft``), and its failures can be caught per file.
+A file that cannot be decoded becomes an error *value* travelling beside a
+blank image, so one bad file never stops the dataset or its batch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from deepscan.runtime import tensorflow
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# Refuse images larger than this before decoding them (decompression bombs).
+# Pillow's own bomb check, which fires later (2x its MAX_IMAGE_PIXELS), is caught too.
+MAX_PIXELS = 120_000_000
+
+
+class ImageError(Exception):
+    """A file that cannot be turned into pixels; the message is the report's error text."""
+
+
+def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
+    """Read an image file as RGB uint8 pixels resized to (size, size, 3).
+
+    Raises ImageError with a one-line reason for anything that is not a
+    readable image within MAX_PIXELS.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns on odd but readable files
+            with Image.open(path) as image:
+                return _to_pixels(image, size)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("a directory that could not be listed") from None
+    except Image.UnidentifiedImageError:
+        empty = _is_empty(path)
+        raise ImageError("empty file" if empty else "not an image, or an unsupported format") from None
+    except Image.DecompressionBombError:
+        raise ImageError(_too_large_message("its declared size")) from None
+    except MemoryError:
+        raise ImageError("out of memory while decoding") from None
+    except Exception as err:  # Pillow raises many types on corrupt data
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"corrupt or truncated image: {text}") from None
+
+
+def _to_pixels(image: Image.Image, size: int) -> np.ndarray:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(_too_large_message(f"{width}x{height}"))
+    if image.format == "JPEG":
+        image.draft("RGB", (size, size))  # DCT-domain downscale: far cheaper than a full decode
+    image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16/32-bit greyscale: scale to 8 bits instead of clipping.
+        values = np.asarray(image, dtype=np.float32)
+        top = 1.0 if image.mode == "F" else 65535.0
+        image = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _too_large_message(dimensions: str) -> str:
+    limit = MAX_PIXELS // 1_000_000
+    return f"image too large: {dimensions} is over the {limit} megapixel limit (possible decompression bomb)"
+
+
+def _is_empty(path: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
+def decode_or_error(path: bytes, size: int) -> tuple[np.ndarray, bytes]:
+    """decode_image for tf.numpy_function: errors become values, never exceptions."""
+    try:
+        return decode_image(os.fsdecode(path), int(size)), b""
+    except ImageError as err:
+        return np.zeros((int(size), int(size), 3), np.uint8), str(err).encode()
+
+
+def decode_map(size: int):
+    """The map function (path -> path, pixels, error) used by every dataset."""
+    tf = tensorflow()
+
+    def decode(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        pixels, error = tf.numpy_function(decode_or_error, [path, size], [tf.uint8, tf.string], stateful=False)
+        pixels.set_shape((size, size, 3))
+        error.set_shape(())
+        return path, pixels, error
+
+    return decode
+
+
+def image_batches(paths: Iterable[str], size: int, batch_size: int) -> tf.data.Dataset:
+    """Stream paths through parallel decode and resize into prefetched batches.
+
+    Elements are (paths, pixels, errors) batches; order follows ``paths``.
+    """
+    tf = tensorflow()
+
+    def generate() -> Iterable[bytes]:
+        return (os.fsencode(path) for path in paths)
+
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.string))
+    dataset = dataset.map(decode_map(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,275 @@
+"""Report writers (CSV, JSON, JSON Lines), atomic output files, and the summary."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from deepscan.errors import OutputError
+from deepscan.scan import ScanRow
+
+COLUMNS = ("path", "label", "score", "error")
+
+
+class OutputFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+_EXTENSIONS = {".csv": OutputFormat.csv, ".json": OutputFormat.json, ".jsonl": OutputFormat.jsonl}
+_EXTENSIONS[".ndjson"] = OutputFormat.jsonl
+
+
+def is_stdout(destination: Path | None) -> bool:
+    return destination is None or str(destination) == "-"
+
+
+def choose_format(destination: Path | None, explicit: OutputFormat | None) -> OutputFormat:
+    """--format wins; otherwise the file's extension; CSV on stdout."""
+    if explicit is not None:
+        return explicit
+    if is_stdout(destination):
+        return OutputFormat.csv
+    assert destination is not None
+    try:
+        return _EXTENSIONS[destination.suffix.lower()]
+    except KeyError:
+        raise OutputError(
+            f"cannot tell the format of {destination} from its extension: use .csv, .json or .jsonl, or --format"
+        ) from None
+
+
+def record(row: ScanRow) -> dict[str, Any]:
+    """A row as plain values; the score is rounded to 6 decimals."""
+    score = None if row.score is None else round(row.score, 6)
+    return {"path": row.path, "label": row.label, "score": score, "error": row.error}
+
+
+class CsvWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self._writer = csv.writer(stream, lineterminator="\n")
+        self._writer.writerow(COLUMNS)
+
+    def write(self, row: ScanRow) -> None:
+        values = record(row)
+        values["score"] = "" if row.score is None else f"{values['score']:.6f}"
+        self._writer.writerow(values[column] for column in COLUMNS)
+
+    def close(self) -> None:
+        pass
+
+
+class JsonLinesWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, row: ScanRow) -> None:
+        self._stream.write(json.dumps(record(row), ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+class JsonWriter:
+    """A JSON array written row by row, so the report never sits in memory."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._separator = "[\n"
+
+    def write(self, row: ScanRow) -> None:
+        self._stream.write(self._separator + json.dumps(record(row), ensure_ascii=False))
+        self._separator = ",\n"
+
+    def close(self) -> None:
+        self._stream.write("[]\n" if self._separator == "[\n" else "\n]\n")
+
+
+_WRITERS = {OutputFormat.csv: CsvWriter, OutputFormat.json: JsonWriter, OutputFormat.jsonl: JsonLinesWriter}
+
+
+class Report:
+    """Rows going to one destination in one format; ``flush`` after each batch."""
+
+    def __init__(self, stream: IO[str], fmt: OutputFormat) -> None:
+        self._stream = stream
+        self._writer = _WRITERS[fmt](stream)
+
+    def write(self, row: ScanRow) -> None:
+        self._writer.write(row)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+        self._stream.flush()
+
+
+def check_destination(destination: Path | None) -> None:
+    """Raise OutputError now if a report could not be written to ``destination``."""
+    if is_stdout(destination):
+        return
+    assert destination is not None
+    folder = destination.parent
+    if destination.is_dir():
+        raise OutputError(f"output path is a directory: {destination}")
+    if not folder.is_dir():
+        raise OutputError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+
+
+@contextmanager
+def atomic_file(target: Path) -> Iterator[IO[str]]:
+    """A text file written under a temporary name beside ``target``, then renamed over it.
+
+    The rename happens when the block ends, also when it ends with
+    KeyboardInterrupt (what was written is kept); any other failure removes
+    the temporary file and leaves an existing ``target`` untouched.
+    """
+    target = Path(target)
+    check_destination(target)
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed and renamed by _commit
+            "w",
+            encoding="utf-8",
+            newline="",
+            dir=target.parent,
+            prefix=f".{target.name}.",
+            suffix=".part",
+            delete=False,
+        )
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+    try:
+        yield handle
+    except KeyboardInterrupt:
+        _commit(handle, target)
+        raise
+    except BaseException:
+        handle.close()
+        os.unlink(handle.name)
+        raise
+    _commit(handle, target)
+
+
+def _commit(handle: IO[str], target: Path) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    os.chmod(handle.name, 0o666 & ~_umask())
+    os.replace(handle.name, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(target: Path, text: str) -> None:
+    with atomic_file(target) as handle:
+        handle.write(text)
+
+
+@contextmanager
+def open_report(destination: Path | None, fmt: OutputFormat) -> Iterator[Report]:
+    """Rows to stdout or, atomically, to a file (see atomic_file).
+
+    After Ctrl-C the report is closed properly (a JSON array gets its
+    bracket), so a partial report is still a valid one.
+    """
+    target = None if is_stdout(destination) else destination
+    with nullcontext(sys.stdout) if target is None else atomic_file(target) as stream:
+        report = Report(stream, fmt)
+        try:
+            yield report
+        except KeyboardInterrupt:
+            report.close()
+            raise
+        report.close()
+
+
+@dataclass
+class Summary:
+    """Counts for the summary table, kept as rows stream past (no rows stored)."""
+
+    found: int
+    threshold: float
+    model: str
+    top: int = 5
+    scored: int = 0
+    fake: int = 0
+    errors: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    elapsed: float = 0.0
+    _suspicious: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def real(self) -> int:
+        return self.scored - self.fake
+
+    @property
+    def done(self) -> int:
+        return self.scored + self.errors
+
+    def add(self, row: ScanRow) -> None:
+        self.elapsed = time.perf_counter() - self.started
+        if row.score is None:
+            self.errors += 1
+            return
+        self.scored += 1
+        if row.label == "fake":
+            self.fake += 1
+        item = (row.score, row.path)
+        if len(self._suspicious) < self.top:
+            heapq.heappush(self._suspicious, item)
+        else:
+            heapq.heappushpop(self._suspicious, item)
+
+    def most_suspicious(self) -> list[tuple[float, str]]:
+        return sorted(self._suspicious, reverse=True)
+
+    def render(self, console: Console, *, interrupted: bool = False) -> None:
+        rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
+        title = f"deepscan: stopped after {self.done} of {self.found} files" if interrupted else "deepscan summary"
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for name, value in (
+            ("files found", self.found),
+            ("scored", self.scored),
+            ("real", self.real),
+            ("fake", self.fake),
+            ("errors", self.errors),
+            ("threshold", f"{self.threshold:.3f}"),
+            ("elapsed", f"{self.elapsed:.1f} s"),
+            ("images/s", f"{rate:.1f}"),
+            ("model", self.model),
+        ):
+            table.add_row(name, str(value))
+        console.print(table)
+        suspicious = self.most_suspicious()
+        if suspicious:
+            top = Table(title="most suspicious", title_justify="left")
+            top.add_column("score", justify="right")
+            top.add_column("path", overflow="fold")
+            for score, path in suspicious:
+                top.add_row(f"{score:.3f}", path)
+            console.print(top)

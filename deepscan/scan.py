@@ -1,0 +1,74 @@
+"""The scanning job as a library: image paths in, one scored row per file out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from deepscan.model import Detector, load_model
+
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ScanRow:
+    """One input file's result: a score and label, or an error."""
+
+    path: str
+    score: float | None = None
+    label: str = ""
+    error: str = ""
+
+
+def resolve_threshold(explicit: float | None, detector: Detector) -> float:
+    """The threshold to use: an explicit option wins over the model's own."""
+    return detector.spec.threshold if explicit is None else explicit
+
+
+def scan_batches(
+    paths: Iterable[str | os.PathLike[str]],
+    detector: Detector | None = None,
+    *,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[list[ScanRow]]:
+    """Score image files batch by batch, streaming through tf.data.
+
+    Yields a list of rows per batch, in the order of ``paths``, as soon as
+    the batch is scored, so callers can write results without holding them.
+    Unreadable files come back as rows with an ``error`` and no score.
+    """
+    from deepscan.pipeline import image_batches
+
+    detector = detector or load_model()
+    cut = resolve_threshold(threshold, detector)
+    spec = detector.spec
+    for batch_paths, pixels, errors in image_batches(paths, spec.image_size, batch_size):
+        scores = detector.predict(pixels)
+        rows = []
+        for raw_path, score, raw_error in zip(batch_paths.numpy(), scores, errors.numpy(), strict=True):
+            path = os.fsdecode(raw_path)
+            if raw_error:
+                rows.append(ScanRow(path, error=raw_error.decode()))
+            else:
+                value = float(score)
+                rows.append(ScanRow(path, value, spec.label(value, cut)))
+        yield rows
+
+
+def scan(
+    paths: Iterable[str | os.PathLike[str]],
+    model: Detector | str | os.PathLike[str] | None = None,
+    *,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[ScanRow]:
+    """Score image files one row at a time (see scan_batches).
+
+    ``model`` is a loaded Detector, a model file, or None for the default.
+    Directories are not walked here: pass the output of find_images().
+    """
+    detector = model if isinstance(model, Detector) else load_model(model)
+    for rows in scan_batches(paths, detector, threshold=threshold, batch_size=batch_size):
+        yield from rows

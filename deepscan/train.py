@@ -1,0 +1,327 @@
+"""Training: labelled datasets, augmentation, the callback-driven loop, threshold choice."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepscan import __version__
+from deepscan.errors import DataError
+from deepscan.evaluate import (
+    Evaluation,
+    choose_threshold,
+    labelled_images,
+    report_card,
+    score_labelled,
+)
+from deepscan.model import Detector, build_model, save_model
+from deepscan.pipeline import decode_map
+from deepscan.runtime import tensorflow
+
+# This module is imported only to train, so it loads TensorFlow up front.
+tf = tensorflow()
+import keras  # noqa: E402
+
+
+@dataclass
+class Augmentation:
+    """Training-only augmentation; a zero (or False) turns a transform off."""
+
+    rotation: float = 0.05  # fraction of a full turn (0.05 = +/-18 degrees)
+    shift: float = 0.1  # fraction of the image size
+    flip: bool = True
+    brightness: float = 0.2  # fraction of the 0..255 range
+    jpeg: float = 0.5  # probability of JPEG re-compression at quality 30..100 (Wang et al. 2020)
+    blur: float = 0.5  # probability of Gaussian blur with sigma 0..3 (Wang et al. 2020)
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "residual"
+    image_size: int | None = None  # default: the architecture's own
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    val_split: float = 0.15
+    patience: int = 10
+    seed: int = 1234
+    target_fpr: float | None = None
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    cache_file: str = ""  # "" caches decoded images in memory
+    resume: bool = False
+    tensorboard: Path | None = None
+
+
+@dataclass
+class Split:
+    train_paths: list[str]
+    train_labels: list[int]
+    val_paths: list[str]
+    val_labels: list[int]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        def count(labels: list[int]) -> dict[str, int]:
+            return {"real": labels.count(0), "fake": labels.count(1)}
+
+        return {"train": count(self.train_labels), "val": count(self.val_labels)}
+
+    def without(self, excluded: set[str]) -> Split:
+        """The same split minus some files (the unreadable ones)."""
+
+        def keep(paths: list[str], labels: list[int]) -> tuple[list[str], list[int]]:
+            pairs = [(p, y) for p, y in zip(paths, labels, strict=True) if p not in excluded]
+            return [p for p, _ in pairs], [y for _, y in pairs]
+
+        return Split(*keep(self.train_paths, self.train_labels), *keep(self.val_paths, self.val_labels))
+
+
+def split_dataset(data_dir: str | Path, val_split: float, seed: int) -> Split:
+    """DATA_DIR/{train,val}/{real,fake}, or DATA_DIR/{real,fake} split per class with a seeded shuffle."""
+    root = Path(data_dir)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train_paths, train_labels = labelled_images(str(root / "train"))
+        val_paths, val_labels = labelled_images(str(root / "val"))
+        return Split(train_paths, train_labels, val_paths, val_labels)
+    if not 0 < val_split < 1:
+        raise DataError(f"--val-split must be between 0 and 1, not {val_split}")
+    paths, labels = labelled_images(str(root))
+    split = Split([], [], [], [])
+    rng = random.Random(seed)
+    for label in (0, 1):
+        members = [p for p, y in zip(paths, labels, strict=True) if y == label]
+        rng.shuffle(members)
+        n_val = max(1, round(len(members) * val_split))
+        split.val_paths += members[:n_val]
+        split.val_labels += [label] * n_val
+        split.train_paths += members[n_val:]
+        split.train_labels += [label] * (len(members) - n_val)
+    return split
+
+
+class RandomJpeg(keras.layers.Layer):
+    """Re-compress each image, with probability ``rate``, at a JPEG quality in [30, 100]."""
+
+    def __init__(self, rate: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate = rate
+
+    def call(self, images: Any) -> Any:
+        def one(image: Any) -> Any:
+            pixels = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
+            recompressed = tf.cast(tf.image.random_jpeg_quality(pixels, 30, 100), image.dtype)
+            return tf.where(tf.random.uniform(()) < self.rate, recompressed, image)
+
+        return tf.map_fn(one, images)
+
+
+class RandomBlur(keras.layers.Layer):
+    """Blur each image, with probability ``rate``, by a Gaussian of sigma in (0, max_sigma]."""
+
+    def __init__(self, rate: float, max_sigma: float = 3.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.max_sigma = rate, max_sigma
+
+    def call(self, images: Any) -> Any:
+        radius = math.ceil(3 * self.max_sigma)
+        offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+
+        def one(image: Any) -> Any:
+            sigma = tf.random.uniform((), 0.1, self.max_sigma)
+            kernel = tf.exp(-0.5 * tf.square(offsets / sigma))
+            kernel /= tf.reduce_sum(kernel)
+            column = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+            row = tf.reshape(column, [1, -1, 3, 1])
+            padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+            blurred = tf.nn.depthwise_conv2d(padded, column, [1, 1, 1, 1], "VALID")
+            blurred = tf.nn.depthwise_conv2d(blurred, row, [1, 1, 1, 1], "VALID")[0]
+            return tf.where(tf.random.uniform(()) < self.rate, blurred, image)
+
+        return tf.map_fn(one, images)
+
+
+def augmentation_layers(aug: Augmentation) -> keras.Sequential:
+    """The training augmentation: preprocessing layers over batches of 0..255 floats."""
+    steps: list[keras.layers.Layer] = []
+    if aug.jpeg:
+        steps.append(RandomJpeg(aug.jpeg))
+    if aug.blur:
+        steps.append(RandomBlur(aug.blur))
+    if aug.flip:
+        steps.append(keras.layers.RandomFlip("horizontal"))
+    if aug.rotation:
+        steps.append(keras.layers.RandomRotation(aug.rotation, fill_mode="reflect"))
+    if aug.shift:
+        steps.append(keras.layers.RandomTranslation(aug.shift, aug.shift, fill_mode="reflect"))
+    if aug.brightness:
+        steps.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255)))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def labelled_dataset(paths: list[str], labels: list[int], size: int, cache_file: str = "") -> tuple[Any, list[str]]:
+    """Decoded (pixels, label) pairs, cached; also returns the files that could not be decoded.
+
+    Decoding is scan's own decode function, so training sees a file exactly as scanning will.
+    """
+    decode = decode_map(size)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, np.array(labels, np.float32)))
+    dataset = dataset.map(lambda path, label: (*decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.cache(cache_file)
+    unreadable = [path.decode() for path, _, error, _ in dataset.as_numpy_iterator() if error]  # fills the cache
+    usable = dataset.filter(lambda path, pixels, error, label: tf.equal(error, b""))
+    return usable.map(lambda path, pixels, error, label: (pixels, label)), unreadable
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One progress line per epoch, to ``write`` (stderr by default)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        super().__init__()
+        self.write = write
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logs = dict(logs or {})
+        rate = logs.pop("learning_rate", None)
+        figures = "  ".join(f"{name} {value:.4f}" for name, value in sorted(logs.items()))
+        lr = f"  lr {float(rate):.1e}" if rate is not None else ""
+        self.write(f"epoch {epoch + 1}: {figures}{lr}  ({time.perf_counter() - self.started:.0f} s)")
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    epochs_run: int
+    interrupted: bool
+    evaluation: Evaluation
+    unreadable: list[str]
+
+
+def train(
+    data_dir: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> TrainResult:
+    """Train a model on DATA_DIR and save it, with its threshold and recipe, to ``out``.
+
+    Artefacts beside ``out``: ``<stem>.history.csv`` (per-epoch metrics) and,
+    while training or after an interruption, ``<stem>.training/`` (best
+    weights and the backup that ``resume`` continues from).
+    """
+    out = Path(out)
+    work = out.with_name(f"{out.stem}.training")
+    if not config.resume and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    split = split_dataset(data_dir, config.val_split, config.seed)
+    model, spec = build_model(config.arch, config.image_size)
+    size = spec.image_size
+    train_ds, bad_train = labelled_dataset(split.train_paths, split.train_labels, size, _cache(config, work, "train"))
+    val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, work, "val"))
+    unreadable = bad_train + bad_val
+    for path in unreadable:
+        log(f"warning: skipped unreadable file {path}")
+    split = split.without(set(unreadable))
+
+    augment = augmentation_layers(config.augmentation)
+    train_ds = (
+        train_ds.shuffle(max(len(split.train_paths), 1), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+        .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_ds = val_ds.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+
+    counts = split.counts()["train"]
+    total = counts["real"] + counts["fake"]
+    class_weight = {i: total / (2 * max(counts[name], 1)) for i, name in enumerate(("real", "fake"))}
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    best_weights = work / "best.weights.h5"
+    callbacks = [
+        keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, config.patience // 3)),
+        keras.callbacks.ModelCheckpoint(best_weights, "val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.BackupAndRestore(str(work / "backup")),
+        keras.callbacks.CSVLogger(str(out.with_name(f"{out.stem}.history.csv")), append=config.resume),
+        EpochLine(log),
+    ]
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(config.tensorboard)))
+
+    interrupted = False
+    try:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            class_weight=class_weight,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: keeping the best model so far (continue with --resume)")
+        if not best_weights.exists():
+            raise
+        model.load_weights(best_weights)
+    epochs_run = _epochs_logged(out)
+
+    scored = score_labelled(split.val_paths, split.val_labels, Detector(model, spec, out), config.batch_size)
+    spec.threshold = choose_threshold(scored.scores, scored.labels, config.target_fpr)
+    evaluation = report_card(scored, spec.threshold)
+    spec.training = {
+        "data": split.counts(),
+        "unreadable_skipped": len(unreadable),
+        "epochs_run": epochs_run,
+        "interrupted": interrupted,
+        "seed": config.seed,
+        "config": _jsonable(asdict(config)),
+        "val_metrics": {
+            "roc_auc": evaluation.roc_auc,
+            "balanced_accuracy": evaluation.balanced_accuracy,
+            "accuracy": evaluation.accuracy,
+            "false_positive_rate": evaluation.false_positive_rate,
+            "accuracy_at_0.5": report_card(scored, 0.5).accuracy,
+        },
+        "deepscan_version": __version__,
+    }
+    save_model(model, spec, out)
+    if not interrupted:
+        shutil.rmtree(work, ignore_errors=True)
+    return TrainResult(out, epochs_run, interrupted, evaluation, unreadable)
+
+
+def _cache(config: TrainConfig, work: Path, name: str) -> str:
+    return f"{config.cache_file}.{name}" if config.cache_file else ""
+
+
+def _epochs_logged(out: Path) -> int:
+    history = out.with_name(f"{out.stem}.history.csv")
+    return max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value

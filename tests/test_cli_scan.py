@@ -1,0 +1,121 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepscan.errors import ExitCode
+
+from .conftest import write_image
+
+
+def rows_of(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_one_row_per_image_including_unreadable_ones(cli, photos: Path, tiny_model: Path):
+    code, out, err = cli("scan", photos, "--model", tiny_model)
+    rows = rows_of(out)
+    assert [Path(r["path"]).name for r in rows] == ["a.PNG", "b.jpg", "broken.jpg", "c.webp"]
+    broken = rows[2]
+    assert broken["label"] == "" and broken["score"] == "" and "not an image" in broken["error"]
+    for row in rows[:2] + rows[3:]:
+        assert row["label"] in {"real", "fake"} and 0 <= float(row["score"]) <= 1 and row["error"] == ""
+    assert code == ExitCode.UNREADABLE
+    assert "files found" in err  # the summary goes to stderr, never into the data
+
+
+def test_exit_code_zero_when_every_file_is_scored(cli, tmp_path: Path, tiny_model: Path):
+    write_image(tmp_path / "one.jpg")
+    code, out, _ = cli("scan", tmp_path, "--model", tiny_model, "--quiet")
+    assert code == ExitCode.OK and len(rows_of(out)) == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_formats_on_stdout_parse_cleanly(cli, photos: Path, tiny_model: Path, fmt: str):
+    _, out, _ = cli("scan", photos, "--model", tiny_model, "--format", fmt)
+    rows = json.loads(out) if fmt == "json" else [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 4 and set(rows[0]) == {"path", "label", "score", "error"}
+
+
+def test_report_file_format_follows_the_extension(cli, photos: Path, tiny_model: Path, tmp_path: Path):
+    target = tmp_path / "report.json"
+    code, out, _ = cli("scan", photos, "--model", tiny_model, "--out", target, "-q")
+    assert code == ExitCode.UNREADABLE and out == ""
+    assert len(json.loads(target.read_text())) == 4
+
+
+def test_threshold_option_overrides_the_models_own(cli, photos: Path, tiny_model: Path):
+    _, low, _ = cli("scan", photos, "--model", tiny_model, "--threshold", "0", "-q")
+    _, high, _ = cli("scan", photos, "--model", tiny_model, "--threshold", "1", "-q")
+    assert {r["label"] for r in rows_of(low) if r["score"]} == {"fake"}
+    assert {r["label"] for r in rows_of(high) if r["score"]} == {"real"}
+
+
+def test_batch_size_does_not_change_results(cli, photos: Path, tiny_model: Path):
+    _, one, _ = cli("scan", photos, "--model", tiny_model, "--batch-size", "1", "-q")
+    _, many, _ = cli("scan", photos, "--model", tiny_model, "--batch-size", "64", "-q")
+    assert [r["score"] for r in rows_of(one)] == [r["score"] for r in rows_of(many)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scan", "does-not-exist"], "does not exist"),
+        (["scan", ".", "--out", "missing-folder/r.csv"], "output folder does not exist"),
+        (["scan", ".", "--out", "r.txt"], "cannot tell the format"),
+        (["scan", ".", "--threshold", "2"], "threshold"),
+        (["scan", ".", "--format", "xml"], "format"),
+        (["scan", ".", "--bogus"], "bogus"),
+        (["info", "does-not-exist.keras"], "does not exist"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_two(cli, args, message, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*args)
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_a_bad_model_file_is_a_usage_error(cli, photos: Path, tmp_path: Path):
+    fake_model = tmp_path / "m.keras"
+    fake_model.write_text("not a model")
+    code, out, err = cli("scan", photos, "--model", fake_model)
+    assert code == ExitCode.USAGE and out == "" and "not a Keras model file" in err
+
+
+@pytest.mark.parametrize("command", [[], ["scan"], ["train"], ["evaluate"], ["info"]])
+def test_every_command_has_help(cli, command):
+    code, out, _ = cli(*command, "--help")
+    assert code == 0 and "Usage" in out
+
+
+def test_help_lists_exit_codes(cli):
+    _, out, _ = cli("scan", "--help")
+    assert "Exit codes" in out and "3 some files could not be scored" in " ".join(out.split())
+
+
+def test_python_dash_m_runs_without_loading_tensorflow_for_help():
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['deepscan', '--help']\n"
+        "try:\n    runpy.run_module('deepscan', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "Usage" in result.stdout and result.stdout.strip().endswith("False")
+    version = subprocess.run(
+        [sys.executable, "-m", "deepscan", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.startswith("deepscan ")
+
+
+def test_info_reads_a_model_without_loading_it(cli, tiny_model: Path):
+    code, out, _ = cli("info", tiny_model, "--json")
+    spec = json.loads(out)
+    assert code == 0 and spec["arch"] == "reference" and spec["image_size"] == 32

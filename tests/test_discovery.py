@@ -1,0 +1,54 @@
+import os
+from pathlib import Path
+
+from deepscan.discovery import find_images, is_image_name
+
+
+def names(paths, root):
+    return [os.path.relpath(p, root) for p in paths]
+
+
+def test_walks_recursively_in_name_order_with_image_extensions_only(photos: Path):
+    found = names(find_images([photos]), photos)
+    assert found == ["a.PNG", "b.jpg", "nested/broken.jpg", "nested/deeper/c.webp"]
+
+
+def test_no_recursive_stays_in_the_top_folder(photos: Path):
+    assert names(find_images([photos], recursive=False), photos) == ["a.PNG", "b.jpg"]
+
+
+def test_extensions_are_case_insensitive():
+    for name in ("x.jpg", "x.JPEG", "x.Png", "x.bmp", "x.GIF", "x.webp", "x.tif", "x.TIFF"):
+        assert is_image_name(name), name
+    for name in ("x.txt", "x.jpg.txt", "jpg", "x.heic"):
+        assert not is_image_name(name), name
+
+
+def test_each_file_once_even_when_named_twice_or_linked(photos: Path):
+    (photos / "link.jpg").symlink_to(photos / "b.jpg")
+    found = names(find_images([photos, photos / "b.jpg", photos / "nested"]), photos)
+    assert found.count("b.jpg") == 1
+    assert "link.jpg" not in found
+    assert found.count("nested/broken.jpg") == 1
+
+
+def test_a_symlink_cycle_does_not_loop(photos: Path):
+    (photos / "nested" / "deeper" / "loop").symlink_to(photos, target_is_directory=True)
+    found = names(find_images([photos]), photos)
+    assert found == ["a.PNG", "b.jpg", "nested/broken.jpg", "nested/deeper/c.webp"]
+
+
+def test_a_directory_named_like_an_image_is_not_a_file(tmp_path: Path):
+    (tmp_path / "album.jpg").mkdir()
+    (tmp_path / "album.jpg" / "inside.png").write_bytes(b"")
+    assert names(find_images([tmp_path]), tmp_path) == ["album.jpg/inside.png"]
+
+
+def test_named_files_and_missing_paths_are_kept_for_error_rows(tmp_path: Path):
+    text = tmp_path / "named.txt"
+    text.write_text("x")
+    missing = tmp_path / "missing.jpg"
+    dangling = tmp_path / "dangling.jpg"
+    dangling.symlink_to(tmp_path / "gone.jpg")
+    assert list(find_images([text, missing])) == [str(text), str(missing)]
+    assert list(find_images([tmp_path])) == [str(dangling)]

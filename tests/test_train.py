@@ -1,0 +1,126 @@
+"""Train tiny models for a few epochs on a tiny generated set, then use them as a user would."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepscan.errors import ExitCode
+from deepscan.model import read_spec
+from deepscan.train import Augmentation, EpochLine, TrainConfig, split_dataset, train
+
+SIZE = 32
+FAST = Augmentation(rotation=0, shift=0, jpeg=0.5, blur=0.5)  # still exercises the custom layers
+
+
+def make_dataset(root: Path, per_class: int, seed: int = 0) -> Path:
+    """Smooth grey images are 'real', noisy ones 'fake': separable by a small CNN."""
+    rng = np.random.default_rng(seed)
+    for label in ("real", "fake"):
+        for i in range(per_class):
+            if label == "real":
+                pixels = np.full((SIZE, SIZE, 3), rng.integers(60, 200), np.uint8)
+            else:
+                pixels = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+            (root / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / label / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_dataset(tmp_path_factory.mktemp("data"), per_class=20)
+    (root / "real" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "m.keras"
+    config = TrainConfig(
+        arch="residual", image_size=SIZE, epochs=2, batch_size=8, learning_rate=1e-2, augmentation=FAST
+    )
+    train(data, out, config, log=lambda line: None)
+    return out
+
+
+def test_split_is_stratified_and_seeded(data: Path):
+    first, again = split_dataset(data, 0.25, seed=7), split_dataset(data, 0.25, seed=7)
+    assert first == again
+    assert first.counts()["val"] == {"real": 5, "fake": 5}
+    assert not set(first.val_paths) & set(first.train_paths)
+    assert split_dataset(data, 0.25, seed=8).val_paths != first.val_paths
+
+
+def test_trained_model_records_its_recipe(trained: Path):
+    spec = read_spec(trained)
+    assert spec.arch == "residual" and spec.image_size == SIZE
+    assert spec.training["epochs_run"] == 2
+    assert spec.training["unreadable_skipped"] == 1
+    counts = spec.training["data"]
+    assert counts["train"]["real"] + counts["val"]["real"] == 20  # the corrupt file is not counted
+    assert 0 <= spec.training["val_metrics"]["roc_auc"] <= 1
+    assert trained.with_name("m.history.csv").exists()
+    assert not trained.with_name("m.training").exists()  # work folder removed after a clean finish
+
+
+def test_scan_uses_the_trained_model_and_its_threshold(cli, trained: Path, data: Path):
+    threshold = read_spec(trained).threshold
+    code, out, _ = cli("scan", data, "--model", trained, "-q")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == ExitCode.UNREADABLE  # the corrupt file
+    for row in rows:
+        if row["score"] and abs(float(row["score"]) - threshold) > 1e-6:  # scores are printed rounded
+            assert row["label"] == ("fake" if float(row["score"]) >= threshold else "real")
+    _, explicit, _ = cli("scan", data, "--model", trained, "-q", "--threshold", str(threshold))
+    assert explicit == out
+
+
+def test_info_shows_the_recipe(cli, trained: Path):
+    code, out, _ = cli("info", trained)
+    assert code == 0 and "residual" in out and "epochs_run" in out and "val_metrics" in out
+
+
+def test_evaluate_figures_match_a_confusion_matrix_made_by_hand(cli, trained: Path, data: Path):
+    _, scanned, _ = cli("scan", data, "--model", trained, "-q", "--format", "jsonl")
+    rows = [json.loads(line) for line in scanned.splitlines() if json.loads(line)["score"] is not None]
+    truth = np.array([Path(r["path"]).parent.name == "fake" for r in rows])
+    predicted = np.array([r["label"] == "fake" for r in rows])
+    code, out, _ = cli("evaluate", data, "--model", trained, "--format", "json")
+    card = json.loads(out)
+    assert code == 0
+    assert card["images"] == len(rows) and card["unreadable"] == 1
+    assert card["confusion"]["fake"]["fake"] == int(np.sum(truth & predicted))
+    assert card["confusion"]["real"]["fake"] == int(np.sum(~truth & predicted))
+    assert card["accuracy"] == pytest.approx(np.mean(truth == predicted))
+
+
+def test_interrupted_training_keeps_the_best_model_and_resume_continues(data: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "r.keras"
+    config = TrainConfig(arch="reference", image_size=SIZE, epochs=4, batch_size=8, augmentation=FAST)
+    lines: list[str] = []
+    original = EpochLine.on_epoch_end
+
+    def stop_after_second_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochLine, "on_epoch_end", stop_after_second_epoch)
+    first = train(data, out, config, log=lines.append)
+    assert first.interrupted and first.epochs_run == 2
+    assert read_spec(out).training["interrupted"] is True
+    assert out.with_name("r.training").is_dir()
+
+    monkeypatch.setattr(EpochLine, "on_epoch_end", original)
+    lines.clear()
+    config.resume = True
+    second = train(data, out, config, log=lines.append)
+    assert not second.interrupted
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 3", "epoch 4"]
+    assert second.epochs_run == 4
+    assert len(out.with_name("r.history.csv").read_text().splitlines()) == 1 + 4
