@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deepscan.discovery import find_images
-from deepscan.errors import DataError
+from deepscan.errors import DataError, DeepscanError
 from deepscan.model import CLASS_NAMES, Detector
-from deepscan.scan import DEFAULT_BATCH_SIZE, resolve_threshold, scan
+from deepscan.pipeline import Perturbation, blurred, recompressed
+from deepscan.scan import DEFAULT_BATCH_SIZE, resolve_threshold, scan_batches
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -107,8 +109,6 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) ->
 
 def labelled_images(data_dir: str) -> tuple[list[str], list[int]]:
     """Image paths under DATA_DIR/real and DATA_DIR/fake, with labels 0 (real) and 1 (fake)."""
-    from pathlib import Path
-
     root = Path(data_dir)
     paths: list[str] = []
     labels: list[int] = []
@@ -135,18 +135,23 @@ class ScoredSet:
 
 
 def score_labelled(
-    paths: list[str], labels: list[int], detector: Detector, batch_size: int = DEFAULT_BATCH_SIZE
+    paths: list[str],
+    labels: list[int],
+    detector: Detector,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    perturb: Perturbation | None = None,
 ) -> ScoredSet:
     """Score labelled images with the scan pipeline; unreadable files are counted, not scored."""
     label_of = dict(zip(paths, labels, strict=True))
     scores, truth, unreadable = [], [], 0
     started = time.perf_counter()
-    for row in scan(paths, detector, batch_size=batch_size):
-        if row.score is None:
-            unreadable += 1
-        else:
-            scores.append(row.score)
-            truth.append(label_of[row.path])
+    for rows in scan_batches(paths, detector, batch_size=batch_size, perturb=perturb):
+        for row in rows:
+            if row.score is None:
+                unreadable += 1
+            else:
+                scores.append(row.score)
+                truth.append(label_of[row.path])
     return ScoredSet(np.array(scores), np.array(truth, bool), unreadable, time.perf_counter() - started)
 
 
@@ -162,9 +167,78 @@ def report_card(scored: ScoredSet, threshold: float) -> Evaluation:
     )
 
 
-def evaluate(
-    data_dir: str, detector: Detector, *, threshold: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE
-) -> Evaluation:
-    """The report card of ``detector`` on DATA_DIR/real and DATA_DIR/fake."""
+JPEG_QUALITIES = (95, 75, 50, 30)
+BLUR_SIGMAS = (0.0, 1.0, 2.0, 3.0)
+
+
+@dataclass
+class RobustnessRow:
+    perturbation: str  # "jpeg" or "blur"
+    level: float  # JPEG quality or blur sigma
+    roc_auc: float
+    accuracy: float
+    balanced_accuracy: float
+
+
+def robustness(
+    data_dir: str,
+    detector: Detector,
+    *,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[RobustnessRow]:
+    """AUC and accuracy after JPEG re-compression and Gaussian blur of the decoded images, level by level."""
     paths, labels = labelled_images(data_dir)
-    return report_card(score_labelled(paths, labels, detector, batch_size), resolve_threshold(threshold, detector))
+    cut = resolve_threshold(threshold, detector)
+    levels = [("jpeg", q, recompressed(q)) for q in JPEG_QUALITIES] + [("blur", s, blurred(s)) for s in BLUR_SIGMAS]
+    table = []
+    for name, level, perturb in levels:
+        scored = score_labelled(paths, labels, detector, batch_size, perturb)
+        figures = compute_metrics(scored.scores, scored.labels, cut)
+        table.append(RobustnessRow(name, level, figures["roc_auc"], figures["accuracy"], figures["balanced_accuracy"]))
+    return table
+
+
+def plot_card(path: Path, scored: ScoredSet, threshold: float, table: list[RobustnessRow] | None = None) -> None:
+    """ROC curve, score histograms per class and, if given, robustness curves, in one PNG (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DeepscanError("--plot needs matplotlib: pip install 'deepscan[plot]'") from None
+    panels = 3 if table else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2))
+    fpr, tpr = roc_curve(scored.scores, scored.labels)
+    auc = roc_auc(scored.scores, scored.labels)
+    axes[0].plot(fpr, tpr, label=f"AUC {auc:.3f}")
+    axes[0].plot([0, 1], [0, 1], ":", color="grey")
+    axes[0].set(xlabel="false-positive rate (real flagged)", ylabel="true-positive rate (fakes caught)", title="ROC")
+    axes[0].legend(loc="lower right")
+    bins = np.linspace(0, 1, 26)
+    for label, name in enumerate(CLASS_NAMES):
+        axes[1].hist(scored.scores[scored.labels == bool(label)], bins=bins, alpha=0.6, label=name)
+    axes[1].axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
+    axes[1].set(xlabel="score (probability of fake)", ylabel="images", title="scores per class")
+    axes[1].legend()
+    if table:
+        for name in ("jpeg", "blur"):
+            rows = [row for row in table if row.perturbation == name]
+            axes[2].plot(range(len(rows)), [row.roc_auc for row in rows], marker="o", label=f"{name} (AUC)")
+        axes[2].set_xticks(range(len(JPEG_QUALITIES)))
+        axes[2].set_xticklabels([f"q{q} / s{s:g}" for q, s in zip(JPEG_QUALITIES, BLUR_SIGMAS, strict=True)])
+        axes[2].set(ylim=(0.4, 1.0), ylabel="ROC AUC", title="robustness")
+        axes[2].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every threshold, from strict to lenient."""
+    order = np.argsort(-np.asarray(scores, float), kind="mergesort")
+    hits = np.asarray(labels, bool)[order]
+    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(hits.sum(), 1)])
+    fpr = np.concatenate([[0.0], np.cumsum(~hits) / max((~hits).sum(), 1)])
+    return fpr, tpr

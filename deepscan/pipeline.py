@@ -10,9 +10,10 @@ blank image, so one bad file never stops the dataset or its batch.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,10 +125,14 @@ def decode_map(size: int):
     return decode
 
 
-def image_batches(paths: Iterable[str], size: int, batch_size: int) -> tf.data.Dataset:
+def image_batches(
+    paths: Iterable[str], size: int, batch_size: int, perturb: Perturbation | None = None
+) -> tf.data.Dataset:
     """Stream paths through parallel decode and resize into prefetched batches.
 
     Elements are (paths, pixels, errors) batches; order follows ``paths``.
+    ``perturb`` (uint8 image -> uint8 image) degrades each decoded image,
+    for robustness tests.
     """
     tf = tensorflow()
 
@@ -136,4 +141,44 @@ def image_batches(paths: Iterable[str], size: int, batch_size: int) -> tf.data.D
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.string))
     dataset = dataset.map(decode_map(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if perturb is not None:
+        dataset = dataset.map(
+            lambda path, pixels, error: (path, perturb(pixels), error), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+Perturbation = Callable[["tf.Tensor"], "tf.Tensor"]
+
+
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor | float, max_sigma: float = 3.0) -> tf.Tensor:
+    """Blur one float image (H, W, 3) with a separable Gaussian; the kernel covers sigma <= max_sigma."""
+    tf = tensorflow()
+    radius = math.ceil(3 * max_sigma)
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(offsets / tf.maximum(tf.cast(sigma, tf.float32), 1e-3)))
+    kernel /= tf.reduce_sum(kernel)
+    column = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    row = tf.reshape(column, [1, -1, 3, 1])
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    blurred = tf.nn.depthwise_conv2d(padded, column, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, row, [1, 1, 1, 1], "VALID")[0]
+
+
+def blurred(sigma: float) -> Perturbation:
+    """A perturbation: Gaussian blur of the given sigma (0: unchanged)."""
+    tf = tensorflow()
+
+    def apply(pixels: tf.Tensor) -> tf.Tensor:
+        if sigma <= 0:
+            return pixels
+        smooth = gaussian_blur(tf.cast(pixels, tf.float32), sigma, max_sigma=max(sigma, 0.5))
+        return tf.cast(tf.clip_by_value(tf.round(smooth), 0, 255), tf.uint8)
+
+    return apply
+
+
+def recompressed(quality: int) -> Perturbation:
+    """A perturbation: JPEG re-compression at the given quality."""
+    tf = tensorflow()
+    return lambda pixels: tf.image.adjust_jpeg_quality(pixels, quality)

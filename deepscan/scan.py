@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from deepscan.model import Detector, load_model
+from deepscan.pipeline import Perturbation, image_batches
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -32,19 +33,20 @@ def scan_batches(
     *,
     threshold: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    perturb: Perturbation | None = None,
 ) -> Iterator[list[ScanRow]]:
     """Score image files batch by batch, streaming through tf.data.
 
     Yields a list of rows per batch, in the order of ``paths``, as soon as
     the batch is scored, so callers can write results without holding them.
     Unreadable files come back as rows with an ``error`` and no score.
+    ``perturb`` degrades each decoded image first (robustness tests).
     """
-    from deepscan.pipeline import image_batches
 
     detector = detector or load_model()
     cut = resolve_threshold(threshold, detector)
     spec = detector.spec
-    for batch_paths, pixels, errors in image_batches(paths, spec.image_size, batch_size):
+    for batch_paths, pixels, errors in image_batches(paths, spec.image_size, batch_size, perturb):
         scores = detector.predict(pixels)
         rows = []
         for raw_path, score, raw_error in zip(batch_paths.numpy(), scores, errors.numpy(), strict=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import sys
@@ -24,7 +23,7 @@ from deepscan.evaluate import (
     score_labelled,
 )
 from deepscan.model import Detector, build_model, save_model
-from deepscan.pipeline import decode_map
+from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
 
 # This module is imported only to train, so it loads TensorFlow up front.
@@ -131,19 +130,9 @@ class RandomBlur(keras.layers.Layer):
         self.rate, self.max_sigma = rate, max_sigma
 
     def call(self, images: Any) -> Any:
-        radius = math.ceil(3 * self.max_sigma)
-        offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-
         def one(image: Any) -> Any:
-            sigma = tf.random.uniform((), 0.1, self.max_sigma)
-            kernel = tf.exp(-0.5 * tf.square(offsets / sigma))
-            kernel /= tf.reduce_sum(kernel)
-            column = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
-            row = tf.reshape(column, [1, -1, 3, 1])
-            padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
-            blurred = tf.nn.depthwise_conv2d(padded, column, [1, 1, 1, 1], "VALID")
-            blurred = tf.nn.depthwise_conv2d(blurred, row, [1, 1, 1, 1], "VALID")[0]
-            return tf.where(tf.random.uniform(()) < self.rate, blurred, image)
+            smooth = gaussian_blur(image, tf.random.uniform((), 0.1, self.max_sigma), self.max_sigma)
+            return tf.where(tf.random.uniform(()) < self.rate, smooth, image)
 
         return tf.map_fn(one, images)
 

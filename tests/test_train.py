@@ -124,3 +124,24 @@ def test_interrupted_training_keeps_the_best_model_and_resume_continues(data: Pa
     assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 3", "epoch 4"]
     assert second.epochs_run == 4
     assert len(out.with_name("r.history.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_evaluate_robustness_table_and_plot(cli, trained: Path, data: Path, tmp_path: Path):
+    plot = tmp_path / "card.png"
+    code, out, _ = cli("evaluate", data, "--model", trained, "--robustness", "--plot", plot, "--format", "json")
+    card = json.loads(out)
+    assert code == 0
+    levels = [(row["perturbation"], row["level"]) for row in card["robustness"]]
+    assert levels == [
+        ("jpeg", 95),
+        ("jpeg", 75),
+        ("jpeg", 50),
+        ("jpeg", 30),
+        ("blur", 0),
+        ("blur", 1),
+        ("blur", 2),
+        ("blur", 3),
+    ]
+    blur_zero = card["robustness"][4]
+    assert blur_zero["roc_auc"] == pytest.approx(card["roc_auc"])  # sigma 0 leaves the images as they are
+    assert plot.read_bytes().startswith(b"\x89PNG")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepscan.evaluate import Evaluation
+from deepscan.evaluate import Evaluation, RobustnessRow
 from deepscan.model import CLASS_NAMES
 
 
@@ -42,27 +43,59 @@ def evaluate_command(
     trust_model: Annotated[
         bool, typer.Option("--trust-model", help="Allow a model file that contains Python code.")
     ] = False,
+    robust: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="Also score after JPEG re-compression (quality 95-30) and Gaussian blur (sigma 0-3).",
+        ),
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw the ROC curve, score histograms (and robustness) to this PNG.")
+    ] = None,
 ) -> None:
     """Score DATA_DIR/real and DATA_DIR/fake and report accuracy, ROC AUC and the confusion matrix.
 
-    Example: deepscan evaluate ../shared/data/val --model m.keras
+    Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
     """
-    from deepscan.evaluate import evaluate
+    from deepscan.evaluate import labelled_images, plot_card, report_card, robustness, score_labelled
     from deepscan.model import load_model
-    from deepscan.report import check_destination
+    from deepscan.report import check_destination, write_atomically
+    from deepscan.scan import resolve_threshold
 
-    check_destination(out)
+    for destination in (out, plot):
+        check_destination(destination)
     detector = load_model(model, trust=trust_model)
-    card = evaluate(str(data_dir), detector, threshold=threshold, batch_size=batch_size)
+    paths, labels = labelled_images(str(data_dir))
+    scored = score_labelled(paths, labels, detector, batch_size)
+    card = report_card(scored, resolve_threshold(threshold, detector))
+    table = robustness(str(data_dir), detector, threshold=threshold, batch_size=batch_size) if robust else []
     figures = {"model": str(detector.path), "data": str(data_dir), **card.to_dict()}
+    if robust:
+        figures["robustness"] = [asdict(row) for row in table]
+    if plot is not None:
+        plot_card(plot, scored, card.threshold, table)
     if out is not None:
-        from deepscan.report import write_atomically
-
         write_atomically(out, json.dumps(figures, indent=2) + "\n")
     if output_format is CardFormat.json:
         typer.echo(json.dumps(figures, indent=2))
-    else:
-        render_card(card, Console(), title=f"{detector.path.name} on {data_dir}")
+        return
+    console = Console()
+    render_card(card, console, title=f"{detector.path.name} on {data_dir}")
+    if table:
+        render_robustness(table, console)
+
+
+def render_robustness(table: list[RobustnessRow], console: Console) -> None:
+    view = Table(title="robustness (same images, degraded after decoding)", title_justify="left")
+    for column in ("perturbation", "level", "ROC AUC", "accuracy", "balanced accuracy"):
+        view.add_column(column, justify="right")
+    for row in table:
+        level = f"quality {row.level:g}" if row.perturbation == "jpeg" else f"sigma {row.level:g}"
+        view.add_row(
+            row.perturbation, level, f"{row.roc_auc:.4f}", f"{row.accuracy:.4f}", f"{row.balanced_accuracy:.4f}"
+        )
+    console.print(view)
 
 
 def render_card(card: Evaluation, console: Console, title: str) -> None:
