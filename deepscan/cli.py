@@ -7,9 +7,12 @@ to fix is one line on stderr and a documented exit code, never a traceback.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -17,11 +20,13 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from deepscan import __version__
-from deepscan.errors import DeepscanError, ExitCode, Terminated
+from deepscan.errors import DeepscanError, ExitCode, OutputClosed, Terminated
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 every file scored; 2 usage error (bad option, model or output path); "
-    "3 some files could not be scored (see their error rows); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
+    "Exit codes: 0 every file scored; 2 usage error (bad option, input, model or output path); "
+    "3 some files could not be scored (see their error rows); 4 a fake budget was exceeded "
+    "(--fail-on-fake, --max-fake, --max-fake-fraction; wins over 3); 130 interrupted (Ctrl-C); "
+    "143 terminated (SIGTERM); 141 stdout closed by its reader (| head)."
 )
 
 
@@ -35,6 +40,9 @@ class DeepscanGroup(TyperGroup):
             code = super().main(args, prog_name or "deepscan", **extra)
         except typer.TyperException as err:  # usage errors from option parsing
             _fail(err.format_message(), err.exit_code)
+        except OutputClosed as err:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            sys.exit(err.exit_code)
         except DeepscanError as err:
             _fail(str(err), err.exit_code)
         except Terminated:
@@ -61,6 +69,7 @@ app = typer.Typer(
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -71,14 +80,32 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 @app.callback()
 def main_options(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what happens (same as --log-level info).")
+    ] = False,
+    log_level: Annotated[LogLevel, typer.Option(help="Messages on stderr from this level up.")] = LogLevel.warning,
 ) -> None:
     """Audit folders of images for deepfakes and AI-generated content."""
+    level = logging.INFO if verbose and log_level is LogLevel.warning else getattr(logging, log_level.value.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("deepscan: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("deepscan")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def _register_commands() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -13,7 +15,13 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> Iterator[str]:
+def find_images(
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    recursive: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Iterator[str]:
     """Yield the image files under ``inputs``, each file once, in a stable order.
 
     Directories are walked in name order (recursively unless told otherwise),
@@ -21,15 +29,34 @@ def find_images(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = T
     link cycle cannot loop. Inside directories only image extensions count;
     a file named explicitly is always yielded, and so is a path that does
     not exist: scanning reports it as an error row instead of losing it.
+    ``include``/``exclude`` are glob patterns matched against a file's name
+    or its whole path: with includes, a file must match one; a file that
+    matches an exclude is dropped.
     """
     seen_files: set[tuple[int, int]] = set()
     seen_dirs: set[tuple[int, int]] = set()
     for item in inputs:
         path = os.fspath(item)
-        if os.path.isdir(path):
-            yield from _walk(path, recursive, seen_dirs, seen_files)
-        elif _first_visit(path, seen_files):
-            yield path
+        found = _walk(path, recursive, seen_dirs, seen_files) if os.path.isdir(path) else iter([path])
+        for candidate in found:
+            if _wanted(candidate, include, exclude) and (candidate != path or _first_visit(path, seen_files)):
+                yield candidate
+
+
+def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    def matches(pattern: str) -> bool:
+        return fnmatch.fnmatch(os.path.basename(path), pattern) or fnmatch.fnmatch(path, pattern)
+
+    if include and not any(matches(p) for p in include):
+        return False
+    return not any(matches(p) for p in exclude)
+
+
+def read_path_list(stream: IO[str], *, null: bool = False) -> list[str]:
+    """Paths from a list, one per line (or NUL-separated, as ``find -print0`` writes); blanks skipped."""
+    text = stream.read()
+    parts = text.split("\0") if null else text.splitlines()
+    return [part for part in parts if part.strip()]
 
 
 def _walk(

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or options, a model or output that cannot be used
     UNREADABLE = 3  # the scan finished, but some files could not be scored
     FAKE_FOUND = 4  # a fake budget (--fail-on-fake, --max-fake...) was exceeded
+    BROKEN_PIPE = 141  # stdout closed by the reader (`| head`), as if killed by SIGPIPE
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
 
@@ -33,6 +34,12 @@ class OutputError(DeepscanError):
 
 class DataError(DeepscanError):
     """A training or evaluation folder that is not laid out as expected."""
+
+
+class OutputClosed(DeepscanError):
+    """The reader of stdout went away (``deepscan scan ... | head``): stop quietly."""
+
+    exit_code = ExitCode.BROKEN_PIPE
 
 
 class Terminated(KeyboardInterrupt):

@@ -189,7 +189,7 @@ def robustness(
 ) -> list[RobustnessRow]:
     """AUC and accuracy after JPEG re-compression and Gaussian blur of the decoded images, level by level."""
     paths, labels = labelled_images(data_dir)
-    cut = resolve_threshold(threshold, detector)
+    cut = resolve_threshold(threshold, detector.spec)
     levels = [("jpeg", q, recompressed(q)) for q in JPEG_QUALITIES] + [("blur", s, blurred(s)) for s in BLUR_SIGMAS]
     table = []
     for name, level, perturb in levels:

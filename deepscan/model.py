@@ -9,7 +9,6 @@ guessed at scan time, and it can be read without importing TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import zipfile
 from collections.abc import Callable
@@ -208,15 +207,6 @@ def read_spec(path: str | Path) -> ModelSpec:
         return ModelSpec.from_json(text)
     except (ValueError, TypeError) as err:
         raise ModelError(f"{path}: unreadable {SPEC_MEMBER}: {err}") from None
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -46,12 +46,8 @@ def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
                 return _to_pixels(image, size)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("a directory that could not be listed") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        raise ImageError(describe_read_error(err)) from None
     except Image.UnidentifiedImageError:
         empty = _is_empty(path)
         raise ImageError("empty file" if empty else "not an image, or an unsupported format") from None
@@ -62,6 +58,17 @@ def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     except Exception as err:  # Pillow raises many types on corrupt data
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ImageError(f"corrupt or truncated image: {text}") from None
+
+
+def describe_read_error(err: OSError) -> str:
+    """The report's words for a file that could not be read at all."""
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "a directory that could not be listed"
+    return f"cannot read file: {err.strerror or err}"
 
 
 def _to_pixels(image: Image.Image, size: int) -> np.ndarray:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
 import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
@@ -54,46 +55,47 @@ def choose_format(destination: Path | None, explicit: OutputFormat | None) -> Ou
         ) from None
 
 
-def record(row: ScanRow) -> dict[str, Any]:
-    """A row as plain values; the score is rounded to 6 decimals."""
+def record(row: ScanRow, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A row as plain values (score rounded to 6 decimals), plus any extra columns."""
     score = None if row.score is None else round(row.score, 6)
-    return {"path": row.path, "label": row.label, "score": score, "error": row.error}
+    return {"path": row.path, "label": row.label, "score": score, "error": row.error, **(extra or {})}
 
 
 class CsvWriter:
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
+        self._columns = columns
         self._writer = csv.writer(stream, lineterminator="\n")
-        self._writer.writerow(COLUMNS)
+        self._writer.writerow(columns)
 
-    def write(self, row: ScanRow) -> None:
-        values = record(row)
-        values["score"] = "" if row.score is None else f"{values['score']:.6f}"
-        self._writer.writerow(values[column] for column in COLUMNS)
+    def write(self, values: dict[str, Any]) -> None:
+        score = values["score"]
+        values = {**values, "score": "" if score is None else f"{score:.6f}"}
+        self._writer.writerow("" if values[c] is None else values[c] for c in self._columns)
 
     def close(self) -> None:
         pass
 
 
 class JsonLinesWriter:
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
+    def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
+        self._stream, self._columns = stream, columns
 
-    def write(self, row: ScanRow) -> None:
-        self._stream.write(json.dumps(record(row), ensure_ascii=False) + "\n")
+    def write(self, values: dict[str, Any]) -> None:
+        self._stream.write(json.dumps({c: values[c] for c in self._columns}, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
         pass
 
 
-class JsonWriter:
+class JsonWriter(JsonLinesWriter):
     """A JSON array written row by row, so the report never sits in memory."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
+    def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
+        super().__init__(stream, columns)
         self._separator = "[\n"
 
-    def write(self, row: ScanRow) -> None:
-        self._stream.write(self._separator + json.dumps(record(row), ensure_ascii=False))
+    def write(self, values: dict[str, Any]) -> None:
+        self._stream.write(self._separator + json.dumps({c: values[c] for c in self._columns}, ensure_ascii=False))
         self._separator = ",\n"
 
     def close(self) -> None:
@@ -106,12 +108,12 @@ _WRITERS = {OutputFormat.csv: CsvWriter, OutputFormat.json: JsonWriter, OutputFo
 class Report:
     """Rows going to one destination in one format; ``flush`` after each batch."""
 
-    def __init__(self, stream: IO[str], fmt: OutputFormat) -> None:
+    def __init__(self, stream: IO[str], fmt: OutputFormat, columns: Sequence[str] = COLUMNS) -> None:
         self._stream = stream
-        self._writer = _WRITERS[fmt](stream)
+        self._writer = _WRITERS[fmt](stream, columns)
 
-    def write(self, row: ScanRow) -> None:
-        self._writer.write(row)
+    def write(self, row: ScanRow, extra: Mapping[str, Any] | None = None) -> None:
+        self._writer.write(record(row, extra))
 
     def flush(self) -> None:
         self._stream.flush()
@@ -119,6 +121,26 @@ class Report:
     def close(self) -> None:
         self._writer.close()
         self._stream.flush()
+
+
+def read_report(path: Path, fmt: OutputFormat) -> dict[str, ScanRow]:
+    """The rows of a report deepscan wrote, by path (to resume an interrupted scan)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if fmt is OutputFormat.csv:
+            records: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
+        elif fmt is OutputFormat.json:
+            records = json.loads(text)
+        else:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = {}
+        for values in records:
+            score = values["score"]
+            score = None if score in ("", None) else float(score)
+            rows[values["path"]] = ScanRow(values["path"], score, values["label"] or "", values["error"] or "")
+        return rows
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OutputError(f"cannot resume from {path}: not a deepscan {fmt.value} report ({err})") from None
 
 
 def check_destination(destination: Path | None) -> None:
@@ -189,7 +211,7 @@ def write_atomically(target: Path, text: str) -> None:
 
 
 @contextmanager
-def open_report(destination: Path | None, fmt: OutputFormat) -> Iterator[Report]:
+def open_report(destination: Path | None, fmt: OutputFormat, columns: Sequence[str] = COLUMNS) -> Iterator[Report]:
     """Rows to stdout or, atomically, to a file (see atomic_file).
 
     After Ctrl-C the report is closed properly (a JSON array gets its
@@ -197,7 +219,7 @@ def open_report(destination: Path | None, fmt: OutputFormat) -> Iterator[Report]
     """
     target = None if is_stdout(destination) else destination
     with nullcontext(sys.stdout) if target is None else atomic_file(target) as stream:
-        report = Report(stream, fmt)
+        report = Report(stream, fmt, columns)
         try:
             yield report
         except KeyboardInterrupt:
@@ -242,6 +264,20 @@ class Summary:
             heapq.heappush(self._suspicious, item)
         else:
             heapq.heappushpop(self._suspicious, item)
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
+        return {
+            "files_found": self.found,
+            "scored": self.scored,
+            "real": self.real,
+            "fake": self.fake,
+            "errors": self.errors,
+            "threshold": self.threshold,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "images_per_second": round(rate, 1),
+            "most_suspicious": [{"path": path, "score": round(score, 6)} for score, path in self.most_suspicious()],
+        }
 
     def most_suspicious(self) -> list[tuple[float, str]]:
         return sorted(self._suspicious, reverse=True)

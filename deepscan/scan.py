@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from deepscan.model import Detector, load_model
+from deepscan.model import Detector, ModelSpec, load_model
 from deepscan.pipeline import Perturbation, image_batches
 
 DEFAULT_BATCH_SIZE = 64
@@ -22,9 +22,9 @@ class ScanRow:
     error: str = ""
 
 
-def resolve_threshold(explicit: float | None, detector: Detector) -> float:
+def resolve_threshold(explicit: float | None, spec: ModelSpec) -> float:
     """The threshold to use: an explicit option wins over the model's own."""
-    return detector.spec.threshold if explicit is None else explicit
+    return spec.threshold if explicit is None else explicit
 
 
 def scan_batches(
@@ -44,7 +44,7 @@ def scan_batches(
     """
 
     detector = detector or load_model()
-    cut = resolve_threshold(threshold, detector)
+    cut = resolve_threshold(threshold, detector.spec)
     spec = detector.spec
     for batch_paths, pixels, errors in image_batches(paths, spec.image_size, batch_size, perturb):
         scores = detector.predict(pixels)
@@ -74,3 +74,36 @@ def scan(
     detector = model if isinstance(model, Detector) else load_model(model)
     for rows in scan_batches(paths, detector, threshold=threshold, batch_size=batch_size):
         yield from rows
+
+
+def scan_reusing(
+    paths: list[str],
+    reuse: Callable[[str], ScanRow | None],
+    load: Callable[[], Detector],
+    *,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[list[ScanRow]]:
+    """Rows for ``paths`` in order, taking each row ``reuse`` knows instead of scoring it.
+
+    ``reuse`` is asked about every path first (a previous report, a cache);
+    the model is loaded with ``load`` only if some path is left to score,
+    so a fully reused run never starts TensorFlow. Rows come in lists of
+    about ``batch_size``, as soon as each is complete.
+    """
+    known = [reuse(path) for path in paths]
+    missing = [path for path, row in zip(paths, known, strict=True) if row is None]
+    fresh: Iterator[ScanRow] = iter(())
+    if missing:
+        detector = load()
+        fresh = (
+            row for rows in scan_batches(missing, detector, threshold=threshold, batch_size=batch_size) for row in rows
+        )
+    pending: list[ScanRow] = []
+    for row in known:
+        pending.append(row if row is not None else next(fresh))
+        if len(pending) >= batch_size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending

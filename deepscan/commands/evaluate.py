@@ -24,7 +24,9 @@ class CardFormat(str, Enum):
 def evaluate_command(
     data_dir: Annotated[
         Path,
-        typer.Argument(exists=True, file_okay=False, help="Folder holding real/ and fake/.", show_default=False),
+        typer.Argument(
+            metavar="DATA_DIR", exists=True, file_okay=False, help="Folder holding real/ and fake/.", show_default=False
+        ),
     ],
     model: Annotated[
         Path | None,
@@ -68,7 +70,7 @@ def evaluate_command(
     detector = load_model(model, trust=trust_model)
     paths, labels = labelled_images(str(data_dir))
     scored = score_labelled(paths, labels, detector, batch_size)
-    card = report_card(scored, resolve_threshold(threshold, detector))
+    card = report_card(scored, resolve_threshold(threshold, detector.spec))
     table = robustness(str(data_dir), detector, threshold=threshold, batch_size=batch_size) if robust else []
     figures = {"model": str(detector.path), "data": str(data_dir), **card.to_dict()}
     if robust:

@@ -17,7 +17,11 @@ def info_command(
     model: Annotated[
         Path | None,
         typer.Argument(
-            exists=True, dir_okay=False, help="Model file (default: the packaged model).", show_default=False
+            metavar="MODEL",
+            exists=True,
+            dir_okay=False,
+            help="Model file (default: the packaged model).",
+            show_default=False,
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored spec as JSON on stdout.")] = False,

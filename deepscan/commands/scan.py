@@ -2,43 +2,78 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deepscan.discovery import find_images
-from deepscan.errors import ExitCode
+from deepscan.cache import ScoreCache
+from deepscan.discovery import find_images, read_path_list
+from deepscan.errors import ExitCode, OutputClosed, OutputError
+from deepscan.model import Detector, default_model_path, load_model, read_spec
+from deepscan.provenance import PROVENANCE_COLUMNS, model_identity, provenance
 from deepscan.report import (
+    COLUMNS,
     OutputFormat,
     Summary,
     check_destination,
     choose_format,
+    is_stdout,
     open_report,
+    read_report,
+    write_atomically,
 )
-from deepscan.scan import DEFAULT_BATCH_SIZE
+from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold, scan_reusing
 
-INPUT, MODEL, OUTPUT, PERFORMANCE = "Input", "Model", "Output", "Performance"
+INPUT, MODEL, OUTPUT, GATE, PERFORMANCE = "Input", "Model", "Output", "Gating (exit code 4)", "Performance"
+log = logging.getLogger("deepscan")
+
+
+def _columns(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in PROVENANCE_COLUMNS]
+    if unknown:
+        raise typer.BadParameter(f"unknown column {unknown[0]!r}; choose from {', '.join(PROVENANCE_COLUMNS)}")
+    return names
 
 
 def scan_command(
     paths: Annotated[
-        list[Path],
+        list[str] | None,
         typer.Argument(
-            exists=True,
-            metavar="PATH...",
-            help="Image files and folders to scan (folders recursively).",
+            metavar="PATH",
+            help="Image files and folders to scan (folders recursively); '-' reads paths from stdin.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    files_from: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Read paths from this file, one per line.", rich_help_panel=INPUT
+        ),
+    ] = None,
+    null: Annotated[
+        bool,
+        typer.Option("--null", "-0", help="Path lists are NUL-separated (find -print0).", rich_help_panel=INPUT),
+    ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Only files whose name or path matches this glob (repeatable).", rich_help_panel=INPUT),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Skip files whose name or path matches this glob (repeatable).", rich_help_panel=INPUT),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=INPUT)
+    ] = True,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -52,6 +87,27 @@ def scan_command(
             "-f",
             help="Report format; default: from --out's extension, CSV on stdout.",
             rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Extra columns, comma-separated: {', '.join(PROVENANCE_COLUMNS)}.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted scan into --out: rows already there are kept.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the summary (counts, threshold, model, timings) as JSON.", rich_help_panel=OUTPUT
         ),
     ] = None,
     quiet: Annotated[
@@ -88,9 +144,25 @@ def scan_command(
             rich_help_panel=MODEL,
         ),
     ] = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=INPUT)
-    ] = True,
+    fail_on_fake: Annotated[
+        bool, typer.Option("--fail-on-fake", help="Exit 4 if any file is labelled fake.", rich_help_panel=GATE)
+    ] = False,
+    max_fake: Annotated[
+        int | None, typer.Option(min=0, help="Exit 4 if more than N files are labelled fake.", rich_help_panel=GATE)
+    ] = None,
+    max_fake_fraction: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Exit 4 if more than this fraction of scored files is fake.", rich_help_panel=GATE
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="SQLite cache of scores by file content and model: re-scans score only new or changed files.",
+            rich_help_panel=PERFORMANCE,
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Images scored per model call.", rich_help_panel=PERFORMANCE)
     ] = DEFAULT_BATCH_SIZE,
@@ -103,43 +175,118 @@ def scan_command(
 
     Example: deepscan scan ./photos --out results.csv
     """
-    from deepscan.model import load_model
-    from deepscan.scan import resolve_threshold, scan_batches
-
     console = Console(stderr=True)
     fmt = choose_format(out, output_format)
-    check_destination(out)
-    images = list(find_images(paths, recursive=recursive))
-    detector = load_model(model, trust=trust_model)
-    summary = Summary(
-        found=len(images),
-        threshold=resolve_threshold(threshold, detector),
-        model=detector.path.name,
+    extra_columns = _columns(columns)
+    if resume and is_stdout(out):
+        raise typer.BadParameter("--resume needs --out FILE: the report it continues")
+    for destination in (out, summary_json):
+        check_destination(destination)
+    inputs = _inputs(paths or [], files_from, null)
+    images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
+
+    model_path = model or default_model_path()
+    spec = read_spec(model_path)
+    cut = resolve_threshold(threshold, spec)
+    previous = read_report(out, fmt) if resume and out is not None and out.exists() else {}
+    score_cache = _open_cache(cache, model_path)
+
+    def reuse(path: str) -> ScanRow | None:
+        if path in previous:
+            return previous[path]
+        if score_cache is None:
+            return None
+        hit = score_cache.lookup(path)
+        if hit is None:
+            return None
+        score, error = hit
+        return ScanRow(path, score, spec.label(score, cut) if score is not None else "", error)
+
+    def load() -> Detector:
+        log.info("loading model %s", model_path)
+        return load_model(model_path, trust=trust_model)
+
+    summary = Summary(found=len(images), threshold=cut, model=model_path.name)
+    progress = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
     )
-    with open_report(out, fmt) as report:
-        show_progress = not quiet and console.is_terminal
-        progress = Progress(
-            TextColumn("scanning"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not show_progress,
-        )
-        try:
-            with progress:
-                task = progress.add_task("scan", total=len(images))
-                for rows in scan_batches(images, detector, threshold=threshold, batch_size=batch_size):
-                    for row in rows:
-                        report.write(row)
-                        summary.add(row)
-                    report.flush()
-                    progress.advance(task, len(rows))
-        except KeyboardInterrupt:
-            if not quiet:
-                summary.render(console, interrupted=True)
-            raise
-    if not quiet:
-        summary.render(console)
+
+    def finish(interrupted: bool) -> ExitCode:
+        if score_cache is not None:
+            score_cache.close()
+            log.info("cache: %d hits, %d misses", score_cache.hits, score_cache.misses)
+        if not quiet:
+            summary.render(console, interrupted=interrupted)
+        code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
+        if summary_json is not None:
+            figures = {**summary.to_dict(), "model": model_identity(model_path), "interrupted": interrupted}
+            write_atomically(summary_json, json.dumps({**figures, "exit_code": int(code)}, indent=2) + "\n")
+        return code
+
+    try:
+        with open_report(out, fmt, COLUMNS + extra_columns) as report, progress:
+            task = progress.add_task("scan", total=len(images))
+            for rows in scan_reusing(images, reuse, load, threshold=threshold, batch_size=batch_size):
+                for row in rows:
+                    report.write(row, provenance(row.path, extra_columns, model_path, _digest(score_cache, row.path)))
+                    summary.add(row)
+                    if row.error:
+                        log.info("%s: %s", row.path, row.error)
+                    if score_cache is not None and row.path not in previous:
+                        score_cache.store(row)
+                report.flush()
+                progress.advance(task, len(rows))
+    except KeyboardInterrupt:
+        finish(interrupted=True)
+        raise
+    except BrokenPipeError:
+        raise OutputClosed() from None
+    return finish(interrupted=False)
+
+
+def _inputs(paths: list[str], files_from: Path | None, null: bool) -> list[str]:
+    """Command-line paths ('-' for stdin) and --files-from lists, in order; named paths must exist."""
+    inputs: list[str] = []
+    for path in paths:
+        if path == "-":
+            inputs += read_path_list(sys.stdin, null=null)
+        elif not Path(path).exists() and not Path(path).is_symlink():
+            raise typer.BadParameter(f"path {path!r} does not exist", param_hint="PATH")
+        else:
+            inputs.append(path)
+    if files_from is not None:
+        with open(files_from, encoding="utf-8", errors="surrogateescape") as handle:
+            inputs += read_path_list(handle, null=null)
+    if not inputs:
+        raise typer.BadParameter("give at least one PATH, '-' for stdin, or --files-from", param_hint="PATH")
+    return inputs
+
+
+def _open_cache(path: Path | None, model_path: Path) -> ScoreCache | None:
+    if path is None:
+        return None
+    if path.is_dir():
+        raise OutputError(f"cache path is a directory: {path}")
+    return ScoreCache(path, model_identity(model_path))
+
+
+def _digest(score_cache: ScoreCache | None, path: str) -> str | None:
+    return score_cache.digest(path) if score_cache is not None else None
+
+
+def _exit_code(summary: Summary, fail_on_fake: bool, max_fake: int | None, max_fraction: float | None) -> ExitCode:
+    """4 when a fake budget is exceeded, else 3 when files could not be scored, else 0."""
+    fraction = summary.fake / summary.scored if summary.scored else 0.0
+    if (
+        (fail_on_fake and summary.fake > 0)
+        or (max_fake is not None and summary.fake > max_fake)
+        or (max_fraction is not None and fraction > max_fraction)
+    ):
+        return ExitCode.FAKE_FOUND
     return ExitCode.UNREADABLE if summary.errors else ExitCode.OK

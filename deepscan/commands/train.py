@@ -22,6 +22,7 @@ def train_command(
     data_dir: Annotated[
         Path,
         typer.Argument(
+            metavar="DATA_DIR",
             exists=True,
             file_okay=False,
             help="Folder with real/ and fake/, or with train/ and val/ each holding real/ and fake/.",
