@@ -42,5 +42,9 @@ class OutputClosed(DeepscanError):
     exit_code = ExitCode.BROKEN_PIPE
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that partial reports are kept the same way."""
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+# What stops a run from outside: partial reports are kept on these.
+INTERRUPTS = (KeyboardInterrupt, Terminated)

@@ -20,7 +20,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from deepscan.errors import OutputError
+from deepscan.errors import INTERRUPTS, OutputError
 from deepscan.scan import ScanRow
 
 COLUMNS = ("path", "label", "score", "error")
@@ -162,7 +162,7 @@ def atomic_file(target: Path) -> Iterator[IO[str]]:
     """A text file written under a temporary name beside ``target``, then renamed over it.
 
     The rename happens when the block ends, also when it ends with
-    KeyboardInterrupt (what was written is kept); any other failure removes
+    Ctrl-C or SIGTERM (what was written is kept); any other failure removes
     the temporary file and leaves an existing ``target`` untouched.
     """
     target = Path(target)
@@ -181,7 +181,7 @@ def atomic_file(target: Path) -> Iterator[IO[str]]:
         raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
     try:
         yield handle
-    except KeyboardInterrupt:
+    except INTERRUPTS:
         _commit(handle, target)
         raise
     except BaseException:
@@ -222,7 +222,7 @@ def open_report(destination: Path | None, fmt: OutputFormat, columns: Sequence[s
         report = Report(stream, fmt, columns)
         try:
             yield report
-        except KeyboardInterrupt:
+        except INTERRUPTS:
             report.close()
             raise
         report.close()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from deepscan import __version__
-from deepscan.errors import DataError
+from deepscan.errors import INTERRUPTS, DataError
 from deepscan.evaluate import (
     Evaluation,
     choose_threshold,
@@ -266,7 +266,7 @@ def train(
             callbacks=callbacks,
             verbose=0,
         )
-    except KeyboardInterrupt:
+    except INTERRUPTS:
         interrupted = True
         log("interrupted: keeping the best model so far (continue with --resume)")
         if not best_weights.exists():

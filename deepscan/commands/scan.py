@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from deepscan.cache import ScoreCache
 from deepscan.discovery import find_images, read_path_list
-from deepscan.errors import ExitCode, OutputClosed, OutputError
+from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.model import Detector, default_model_path, load_model, read_spec
 from deepscan.provenance import PROVENANCE_COLUMNS, model_identity, provenance
 from deepscan.report import (
@@ -242,7 +242,7 @@ def scan_command(
                         score_cache.store(row)
                 report.flush()
                 progress.advance(task, len(rows))
-    except KeyboardInterrupt:
+    except INTERRUPTS:
         finish(interrupted=True)
         raise
     except BrokenPipeError:
@@ -251,7 +251,12 @@ def scan_command(
 
 
 def _inputs(paths: list[str], files_from: Path | None, null: bool) -> list[str]:
-    """Command-line paths ('-' for stdin) and --files-from lists, in order; named paths must exist."""
+    """Command-line paths ('-' for stdin) and --files-from lists, in order; named paths must exist.
+
+    An empty list is fine (nothing to scan, exit 0): `git diff ... | deepscan scan -` may list no file.
+    """
+    if not paths and files_from is None:
+        raise typer.BadParameter("give at least one PATH, '-' for stdin, or --files-from", param_hint="PATH")
     inputs: list[str] = []
     for path in paths:
         if path == "-":
@@ -263,8 +268,6 @@ def _inputs(paths: list[str], files_from: Path | None, null: bool) -> list[str]:
     if files_from is not None:
         with open(files_from, encoding="utf-8", errors="surrogateescape") as handle:
             inputs += read_path_list(handle, null=null)
-    if not inputs:
-        raise typer.BadParameter("give at least one PATH, '-' for stdin, or --files-from", param_hint="PATH")
     return inputs
 
 

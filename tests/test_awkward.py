@@ -1,0 +1,180 @@
+"""Nothing lost: every awkward, broken or hostile input gives exactly one row, and interruptions keep what was done."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepscan.discovery import find_images
+from deepscan.errors import ExitCode
+from deepscan.model import load_model
+from deepscan.pipeline import MAX_PIXELS
+from deepscan.scan import scan
+
+from .conftest import write_image
+
+
+def awkward_corpus(root: Path) -> dict[str, bool]:
+    """Write the corpus; returns {relative path: scored?} for every row the scan must produce."""
+    expect: dict[str, bool] = {}
+
+    def image(name: str, mode: str = "RGB", size: tuple[int, int] = (40, 30), **save: object) -> None:
+        Image.new(mode, size, color=None if mode in ("1", "P") else 128).save(root / name, **save)
+        expect[name] = True
+
+    image("grey.png", "L")
+    image("palette.gif", "P")
+    image("alpha.png", "RGBA")
+    image("cmyk.jpg", "CMYK")
+    image("plain.bmp")
+    image("plain.tif")
+    image("plain.webp")
+    image("one_pixel.png", size=(1, 1))
+    image("very_wide.png", size=(3000, 2))
+    image("very_tall.jpg", size=(2, 3000))
+    image("UPPER.JPG")
+    image('with space, comma and "quotes".png')
+    image("tab\there.png")
+    image("ünïcødé_名前.jpg")
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(root / "sixteen_bit.png")
+    expect["sixteen_bit.png"] = True
+    frames = [Image.new("RGB", (10, 10), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(root / "animated.gif", save_all=True, append_images=frames[1:])
+    expect["animated.gif"] = True
+    rotated = Image.new("RGB", (40, 20), 90)
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(root / "exif_rotated.jpg", exif=exif)
+    expect["exif_rotated.jpg"] = True
+
+    (root / "empty.jpg").write_bytes(b"")
+    whole = write_image(root / "truncated.jpg", size=(200, 200)).read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "random.png").write_bytes(np.random.default_rng(0).bytes(4000))
+    (root / "text.jpg").write_text("just some text\n")
+    (root / "page.webp").write_text("<!doctype html><html><body>404</body></html>")
+    (root / "dangling.jpg").symlink_to(root / "no-such-target.jpg")
+    side = int(MAX_PIXELS**0.5) + 2000
+    Image.new("1", (side, side)).save(root / "bomb.png")
+    for name in ("empty.jpg", "truncated.jpg", "random.png", "text.jpg", "page.webp", "dangling.jpg", "bomb.png"):
+        expect[name] = False
+
+    (root / "folder.jpg").mkdir()  # a directory named like an image: not a row itself
+    (root / "folder.jpg" / "inside.png").write_bytes(whole)
+    expect["folder.jpg/inside.png"] = True
+    (root / "folder.jpg" / "cycle").symlink_to(root, target_is_directory=True)
+    (root / "notes.txt").write_text("not an image, not a row")
+    return expect
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> tuple[Path, dict[str, bool]]:
+    root = tmp_path / "dump"
+    root.mkdir()
+    return root, awkward_corpus(root)
+
+
+def test_every_awkward_input_gives_exactly_one_row(cli, corpus, tiny_model: Path, tmp_path: Path):
+    root, expect = corpus
+    out = tmp_path / "report.csv"
+    started = time.perf_counter()
+    code, _, _ = cli("scan", root, "--model", tiny_model, "--out", out, "-q")
+    assert time.perf_counter() - started < 60  # the bomb is refused, not decoded
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    by_name = {os.path.relpath(row["path"], root): row for row in rows}
+    assert len(rows) == len(by_name) == len(expect)  # one row each, no duplicates (the cycle)
+    assert set(by_name) == set(expect)  # names with commas, quotes, tabs, unicode round-trip
+    for name, scored in expect.items():
+        row = by_name[name]
+        assert bool(row["score"]) is scored, (name, row)
+        assert bool(row["error"]) is not scored, (name, row)
+    assert "decompression bomb" in by_name["bomb.png"]["error"]
+    assert by_name["empty.jpg"]["error"] == "empty file"
+    assert by_name["dangling.jpg"]["error"] == "file not found"
+    assert code == ExitCode.UNREADABLE
+
+
+def test_a_file_that_vanishes_mid_scan_becomes_an_error_row(tmp_path: Path, tiny_model: Path):
+    paths = [str(write_image(tmp_path / f"{i}.png", i)) for i in range(4)]
+    listed = list(find_images([tmp_path]))
+    os.remove(paths[1])  # gone between discovery and decoding
+    rows = list(scan(listed, load_model(tiny_model), batch_size=4))
+    assert [row.error for row in rows] == ["", "file not found", "", ""]
+    assert all(row.score is not None for row in rows if not row.error)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_unreadable_file_becomes_an_error_row(tmp_path: Path, tiny_model: Path):
+    path = write_image(tmp_path / "locked.png")
+    path.chmod(0)
+    (row,) = scan([str(path)], load_model(tiny_model))
+    assert row.error == "permission denied"
+
+
+def many_images(folder: Path, count: int) -> Path:
+    """`count` small distinct PNGs, quick to write."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def start_scan(*args: str | Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "deepscan", "scan", *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_rows(part_folder: Path, report_name: str, at_least: int, timeout: float = 60) -> None:
+    """Wait until the scan's temporary report holds some rows (it is flushed after each batch)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for part in part_folder.glob(f".{report_name}.*.part"):
+            if part.read_text(errors="replace").count("\n") > at_least:
+                return
+        time.sleep(0.05)
+    raise AssertionError("the scan wrote no rows in time")
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)]
+)
+def test_a_signal_mid_scan_keeps_the_rows_done(tmp_path: Path, tiny_model: Path, sig: int, code: int):
+    folder = many_images(tmp_path / "many", 3000)
+    out = tmp_path / "r.csv"
+    process = start_scan(folder, "--model", tiny_model, "--out", out, "--batch-size", "2")
+    wait_for_rows(tmp_path, "r.csv", at_least=4)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert "Traceback" not in err and "stopped after" in err
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert 4 <= len(rows) < 3000
+    assert all(row["label"] in ("real", "fake") for row in rows)  # no half-written row
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path, tiny_model: Path):
+    folder = many_images(tmp_path / "many", 1500)
+    whole, resumed = tmp_path / "whole.csv", tmp_path / "resumed.csv"
+    process = start_scan(folder, "--model", tiny_model, "--out", resumed, "--batch-size", "2")
+    wait_for_rows(tmp_path, "resumed.csv", at_least=4)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    done_before = len(resumed.read_text().splitlines()) - 1
+    assert 0 < done_before < 1500
+
+    again = start_scan(folder, "--model", tiny_model, "--out", resumed, "--resume", "-q")
+    assert again.wait(timeout=120) == ExitCode.OK
+    first = start_scan(folder, "--model", tiny_model, "--out", whole, "-q")
+    assert first.wait(timeout=120) == ExitCode.OK
+    assert resumed.read_text() == whole.read_text()
