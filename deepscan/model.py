@@ -225,7 +225,7 @@ class Detector:
             size = self.spec.image_size
             signature = [tf.TensorSpec([None, size, size, 3], tf.uint8)]
 
-            @tf.function(input_signature=signature)
+            @tf.function(input_signature=signature, autograph=False)
             def predict(batch: tf.Tensor) -> tf.Tensor:
                 scores = self.keras_model(tf.cast(batch, tf.float32), training=False)
                 return tf.reshape(scores, [-1])

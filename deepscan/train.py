@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from deepscan import __version__
 from deepscan.errors import INTERRUPTS, DataError
 from deepscan.evaluate import (
     Evaluation,
@@ -291,7 +290,6 @@ def train(
             "false_positive_rate": evaluation.false_positive_rate,
             "accuracy_at_0.5": report_card(scored, 0.5).accuracy,
         },
-        "deepscan_version": __version__,
     }
     save_model(model, spec, out)
     if not interrupted:
