@@ -61,7 +61,7 @@ class ModelSpec:
 
 # --- architecture registry -------------------------------------------------
 
-Builder = Callable[[int], "keras.Model"]
+Builder = Callable[[int | None], "keras.Model"]
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,17 @@ class Architecture:
     build: Builder
     default_size: int
     summary: str
+    any_size: bool  # fully convolutional: can train on crops and score whole images
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register(name: str, default_size: int, summary: str) -> Callable[[Builder], Builder]:
-    """Add an architecture builder (image_size -> uncompiled Keras model) to the registry."""
+def register(name: str, default_size: int, summary: str, *, any_size: bool = False) -> Callable[[Builder], Builder]:
+    """Add an architecture builder (image_size, or None for any size -> uncompiled Keras model)."""
 
     def decorate(build: Builder) -> Builder:
-        ARCHITECTURES[name] = Architecture(name, build, default_size, summary)
+        ARCHITECTURES[name] = Architecture(name, build, default_size, summary, any_size)
         return build
 
     return decorate
@@ -89,20 +90,26 @@ def list_architectures() -> list[str]:
     return sorted(ARCHITECTURES)
 
 
-def build_model(arch: str, image_size: int | None = None) -> tuple[keras.Model, ModelSpec]:
-    """Build an untrained model of a registered architecture and its spec."""
+def build_model(arch: str, image_size: int | None = None, *, any_size: bool = False) -> tuple[keras.Model, ModelSpec]:
+    """Build an untrained model of a registered architecture and its spec.
+
+    With ``any_size`` the model takes images of any size (for training on
+    crops); the spec still records ``image_size``, the size scanning uses.
+    """
     try:
         entry = ARCHITECTURES[arch]
     except KeyError:
         known = ", ".join(list_architectures())
         raise ModelError(f"unknown architecture {arch!r} (known: {known})") from None
+    if any_size and not entry.any_size:
+        raise ModelError(f"architecture {arch!r} needs a fixed input size, so it cannot train on crops")
     size = image_size or entry.default_size
     tensorflow()
-    return entry.build(size), ModelSpec(arch=arch, image_size=size)
+    return entry.build(None if any_size else size), ModelSpec(arch=arch, image_size=size)
 
 
 @register("reference", 128, "the published card's CNN: 3 conv blocks, Flatten, Dense(128)")
-def _reference(image_size: int) -> keras.Model:
+def _reference(image_size: int | None) -> keras.Model:
     """The published card's architecture, kept as the baseline to beat."""
     import keras
     from keras import layers, regularizers
@@ -125,8 +132,9 @@ def _reference(image_size: int) -> keras.Model:
     "residual",
     256,
     "native-resolution residual CNN: high-pass stem, BatchNorm, global pooling",
+    any_size=True,
 )
-def _residual(image_size: int) -> keras.Model:
+def _residual(image_size: int | None) -> keras.Model:
     """Our own: keeps the pixels' high frequencies, where generators leave traces.
 
     No resize for 256x256 crops; the first layers see the image minus its own

@@ -21,7 +21,7 @@ from deepscan.evaluate import (
     report_card,
     score_labelled,
 )
-from deepscan.model import Detector, build_model, save_model
+from deepscan.model import Detector, ModelSpec, build_model, save_model
 from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
 
@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 1234
     target_fpr: float | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
+    crop: int | None = None  # train on random crops of this size (fully convolutional archs)
     cache_file: str = ""  # "" caches decoded images in memory
     resume: bool = False
     tensorboard: Path | None = None
@@ -136,9 +137,9 @@ class RandomBlur(keras.layers.Layer):
         return tf.map_fn(one, images)
 
 
-def augmentation_layers(aug: Augmentation) -> keras.Sequential:
+def augmentation_layers(aug: Augmentation, crop: int | None = None) -> keras.Sequential:
     """The training augmentation: preprocessing layers over batches of 0..255 floats."""
-    steps: list[keras.layers.Layer] = []
+    steps: list[keras.layers.Layer] = [keras.layers.RandomCrop(crop, crop)] if crop else []
     if aug.jpeg:
         steps.append(RandomJpeg(aug.jpeg))
     if aug.blur:
@@ -216,7 +217,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
 
     split = split_dataset(data_dir, config.val_split, config.seed)
-    model, spec = build_model(config.arch, config.image_size)
+    model, spec = build_model(config.arch, config.image_size, any_size=bool(config.crop))
     size = spec.image_size
     train_ds, bad_train = labelled_dataset(split.train_paths, split.train_labels, size, _cache(config, work, "train"))
     val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, work, "val"))
@@ -225,7 +226,7 @@ def train(
         log(f"warning: skipped unreadable file {path}")
     split = split.without(set(unreadable))
 
-    augment = augmentation_layers(config.augmentation)
+    augment = augmentation_layers(config.augmentation, config.crop)
     train_ds = (
         train_ds.shuffle(max(len(split.train_paths), 1), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
@@ -273,6 +274,8 @@ def train(
         model.load_weights(best_weights)
     epochs_run = _epochs_logged(out)
 
+    if config.crop:  # the same weights in a model of the scanning input size
+        model = _fixed_size_copy(model, spec)
     scored = score_labelled(split.val_paths, split.val_labels, Detector(model, spec, out), config.batch_size)
     spec.threshold = choose_threshold(scored.scores, scored.labels, config.target_fpr)
     evaluation = report_card(scored, spec.threshold)
@@ -295,6 +298,12 @@ def train(
     if not interrupted:
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(out, epochs_run, interrupted, evaluation, unreadable)
+
+
+def _fixed_size_copy(model: keras.Model, spec: ModelSpec) -> keras.Model:
+    fixed, _ = build_model(spec.arch, spec.image_size)
+    fixed.set_weights(model.get_weights())
+    return fixed
 
 
 def _cache(config: TrainConfig, work: Path, name: str) -> str:

@@ -146,35 +146,58 @@ def wait_for_rows(part_folder: Path, report_name: str, at_least: int, timeout: f
     raise AssertionError("the scan wrote no rows in time")
 
 
+def interrupt_at_fifo(process: subprocess.Popen, fifo: Path, sig: int, tmp_path: Path, report: str) -> str:
+    """The scan blocks reading `fifo` (its last input); signal it there, then let the read finish.
+
+    This makes the interruption land mid-scan every time, however fast the machine.
+    """
+    wait_for_rows(tmp_path, report, at_least=4)
+    process.send_signal(sig)
+    while process.poll() is None:  # unblock the reader, if it got that far; the signal is handled right after
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader yet
+            time.sleep(0.05)
+            continue
+        os.write(writer, b"released")
+        os.close(writer)
+        break
+    return process.communicate(timeout=60)[1]
+
+
 @pytest.mark.parametrize(
     ("sig", "code"), [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)]
 )
 def test_a_signal_mid_scan_keeps_the_rows_done(tmp_path: Path, tiny_model: Path, sig: int, code: int):
-    folder = many_images(tmp_path / "many", 3000)
+    folder = many_images(tmp_path / "many", 40)
+    fifo = tmp_path / "zz_blocking.png"
+    os.mkfifo(fifo)
     out = tmp_path / "r.csv"
-    process = start_scan(folder, "--model", tiny_model, "--out", out, "--batch-size", "2")
-    wait_for_rows(tmp_path, "r.csv", at_least=4)
-    process.send_signal(sig)
-    _, err = process.communicate(timeout=60)
+    process = start_scan(folder, fifo, "--model", tiny_model, "--out", out, "--batch-size", "2")
+    err = interrupt_at_fifo(process, fifo, sig, tmp_path, "r.csv")
     assert process.returncode == code
     assert "Traceback" not in err and "stopped after" in err
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert 4 <= len(rows) < 3000
+    assert 4 <= len(rows) < 41
     assert all(row["label"] in ("real", "fake") for row in rows)  # no half-written row
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path, tiny_model: Path):
-    folder = many_images(tmp_path / "many", 1500)
+    folder = many_images(tmp_path / "many", 40)
+    last = tmp_path / "zz_last.png"
+    os.mkfifo(last)
     whole, resumed = tmp_path / "whole.csv", tmp_path / "resumed.csv"
-    process = start_scan(folder, "--model", tiny_model, "--out", resumed, "--batch-size", "2")
-    wait_for_rows(tmp_path, "resumed.csv", at_least=4)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    process = start_scan(folder, last, "--model", tiny_model, "--out", resumed, "--batch-size", "2")
+    interrupt_at_fifo(process, last, signal.SIGINT, tmp_path, "resumed.csv")
+    assert process.returncode == ExitCode.INTERRUPTED
     done_before = len(resumed.read_text().splitlines()) - 1
-    assert 0 < done_before < 1500
+    assert 4 <= done_before < 41
 
-    again = start_scan(folder, "--model", tiny_model, "--out", resumed, "--resume", "-q")
+    last.unlink()
+    write_image(last, seed=5)  # the last input is an ordinary image from now on
+    again = start_scan(folder, last, "--model", tiny_model, "--out", resumed, "--resume", "-q")
     assert again.wait(timeout=120) == ExitCode.OK
-    first = start_scan(folder, "--model", tiny_model, "--out", whole, "-q")
+    first = start_scan(folder, last, "--model", tiny_model, "--out", whole, "-q")
     assert first.wait(timeout=120) == ExitCode.OK
     assert resumed.read_text() == whole.read_text()
+    assert len(whole.read_text().splitlines()) == 1 + 41

@@ -37,6 +37,14 @@ def train_command(
         int | None,
         typer.Option(min=16, help="Input size in pixels (default: the architecture's).", rich_help_panel=MODEL),
     ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            min=8,
+            help="Train on random crops of this size, score whole images (fully convolutional architectures).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     target_fpr: Annotated[
         float | None,
         typer.Option(
@@ -122,6 +130,7 @@ def train_command(
         patience=patience,
         seed=seed,
         target_fpr=target_fpr,
+        crop=crop,
         augmentation=Augmentation(rotation, shift, flip, brightness, jpeg, blur),
         cache_file=str(cache) if cache else "",
         resume=resume,
