@@ -152,7 +152,8 @@ def image_batches(
         dataset = dataset.map(
             lambda path, pixels, error: (path, perturb(pixels), error), num_parallel_calls=tf.data.AUTOTUNE
         )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Two batches ahead keep the model busy; an AUTOTUNE'd buffer kept growing with the file count.
+    return dataset.batch(batch_size).prefetch(2)
 
 
 Perturbation = Callable[["tf.Tensor"], "tf.Tensor"]
