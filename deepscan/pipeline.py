@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 MAX_PIXELS = 120_000_000
 
 
+T = TypeVar("T")
+EXIF_ORIENTATION = 0x0112
+
+
 class ImageError(Exception):
     """A file that cannot be turned into pixels; the message is the report's error text."""
 
@@ -39,11 +43,34 @@ def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     Raises ImageError with a one-line reason for anything that is not a
     readable image within MAX_PIXELS.
     """
+
+    def resize(image: Image.Image, _: tuple[int, int]) -> Image.Image:
+        return image.resize((size, size), Image.Resampling.BILINEAR)
+
+    return np.asarray(open_image(path, (size, size), resize))
+
+
+def open_image(
+    path: str | os.PathLike[str], draft: tuple[int, int], finish: Callable[[Image.Image, tuple[int, int]], T]
+) -> T:
+    """Open an image as upright RGB and hand it, with its full upright size, to ``finish``.
+
+    Every failure becomes an ImageError.
+    JPEGs are decoded in the DCT domain at the smallest scale not below
+    ``draft`` (far cheaper than a full decode followed by a resize).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd but readable files
             with Image.open(path) as image:
-                return _to_pixels(image, size)
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(_too_large_message(f"{width}x{height}"))
+                if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
+                    width, height = height, width
+                if image.format == "JPEG":
+                    image.draft("RGB", draft)
+                return finish(_to_rgb(ImageOps.exif_transpose(image)), (width, height))
     except ImageError:
         raise
     except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
@@ -69,19 +96,6 @@ def describe_read_error(err: OSError) -> str:
     if isinstance(err, IsADirectoryError):
         return "a directory that could not be listed"
     return f"cannot read file: {err.strerror or err}"
-
-
-def _to_pixels(image: Image.Image, size: int) -> np.ndarray:
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageError(_too_large_message(f"{width}x{height}"))
-    if image.format == "JPEG":
-        image.draft("RGB", (size, size))  # DCT-domain downscale: far cheaper than a full decode
-    image = ImageOps.exif_transpose(image)
-    image = _to_rgb(image)
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -136,7 +136,7 @@ def train_command(
         resume=resume,
         tensorboard=tensorboard,
     )
-    result = train(data_dir, out, config, log=lambda line: console.print(line, markup=False))
+    result = train(data_dir, out, config, log=lambda line: console.print(line, markup=False, soft_wrap=True))
     card = result.evaluation
     console.print(
         f"saved {result.model_path} after {result.epochs_run} epochs: val ROC AUC {card.roc_auc:.3f}, "

@@ -1,0 +1,197 @@
+"""Face mode: find the faces in each image (MTCNN), score each face crop.
+
+The detector is the ``mtcnn`` package, whose wheel carries its weights, so
+it works offline; it is an optional dependency (``deepscan[faces]``).
+Images are decoded once at a working size (longest side at most
+DETECT_SIDE), faces are detected on a batch of them at a time, and every
+crop is scored by the same model and batching as whole images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from PIL import Image
+
+from deepscan.errors import DeepscanError
+from deepscan.model import Detector
+from deepscan.pipeline import ImageError, open_image
+from deepscan.runtime import tensorflow
+from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold
+
+DETECT_SIDE = 1024  # longest side of the image faces are detected and cropped in
+FACE_COLUMNS = ("face", "box", "face_confidence")
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[int, int, int, int]  # x, y, width, height in the original image's pixels
+    confidence: float
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    """A scored face (or, when none was found, the whole image: face is None)."""
+
+    row: ScanRow
+    face: int | None = None
+    box: tuple[int, int, int, int] | None = None
+    confidence: float | None = None
+
+    def columns(self) -> dict[str, object]:
+        box = None if self.box is None else list(self.box)
+        confidence = None if self.confidence is None else round(self.confidence, 4)
+        return {"face": self.face, "box": box, "face_confidence": confidence}
+
+
+@dataclass
+class WorkingImage:
+    pixels: np.ndarray  # upright RGB, longest side <= DETECT_SIDE
+    scale: float  # original pixels per working pixel
+
+
+def load_working_image(path: str | os.PathLike[str]) -> WorkingImage:
+    """Decode once for detection and cropping; raises ImageError like decode_image."""
+
+    def shrink(image: Image.Image, original: tuple[int, int]) -> WorkingImage:
+        image.thumbnail((DETECT_SIDE, DETECT_SIDE), Image.Resampling.BILINEAR)
+        return WorkingImage(np.asarray(image, dtype=np.uint8), original[0] / image.size[0])
+
+    return open_image(path, (DETECT_SIDE, DETECT_SIDE), shrink)
+
+
+class FaceFinder:
+    """MTCNN with deepscan's bounds: the smallest face worth scoring, and at most max_faces per image."""
+
+    def __init__(self, min_face_size: int = 40, max_faces: int = 10, margin: float = 0.25) -> None:
+        tensorflow()  # quiet TensorFlow start-up first
+        try:
+            from mtcnn import MTCNN
+        except ImportError:
+            raise DeepscanError("--faces needs the face detector: pip install 'deepscan[faces]'") from None
+        self._mtcnn = MTCNN()  # all three stages: the last (ONet) removes most false boxes
+        self.min_face_size, self.max_faces, self.margin = min_face_size, max_faces, margin
+
+    def find(self, images: list[WorkingImage]) -> list[list[Face]]:
+        """Faces per image, most confident first, boxes in original pixels."""
+        if not images:
+            return []
+        # mtcnn 1.0's own min_face_size above its default of 20 finds nothing: filter afterwards.
+        found = self._mtcnn.detect_faces([image.pixels for image in images])
+        return [self._faces(image, detections) for image, detections in zip(images, found, strict=True)]
+
+    def _faces(self, image: WorkingImage, detections: list[dict]) -> list[Face]:
+        faces = [Face(tuple(round(v * image.scale) for v in d["box"]), float(d["confidence"])) for d in detections]
+        faces = [face for face in faces if min(face.box[2:]) >= self.min_face_size]
+        return sorted(faces, key=lambda face: -face.confidence)[: self.max_faces]
+
+    def crop(self, image: WorkingImage, face: Face, size: int) -> np.ndarray:
+        """The face with a margin around it, square, resized to the model's input."""
+        x, y, w, h = (v / image.scale for v in face.box)
+        side = max(w, h) * (1 + 2 * self.margin)
+        cx, cy = x + w / 2, y + h / 2
+        box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+        crop = Image.fromarray(image.pixels).crop(tuple(round(v) for v in box))  # outside: black
+        return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+@dataclass
+class _Pending:
+    path: str
+    error: str = ""
+    faces: list[Face] = field(default_factory=list)
+
+
+def scan_faces(
+    paths: Iterable[str],
+    detector: Detector,
+    finder: FaceFinder,
+    *,
+    threshold: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    save_crops: Path | None = None,
+) -> Iterator[list[FaceRow]]:
+    """Rows per face, in path order, a batch of images at a time.
+
+    Decoding runs in parallel in tf.data; MTCNN sees a list of images per
+    call; the crops of a batch go through the model together. A file with
+    no face gives one row scored on the whole image (face None).
+    """
+    tf = tensorflow()
+    size, cut = detector.spec.image_size, resolve_threshold(threshold, detector.spec)
+    for chunk in _decoded_chunks(tf, paths, max(1, batch_size // 4)):
+        pending, images = [], []
+        for path, image in chunk:
+            pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
+            if not isinstance(image, str):
+                images.append(image)
+        found = iter(finder.find(images))
+        crops, owners = [], []
+        readable = iter(images)
+        for item in pending:
+            if item.error:
+                continue
+            image, item.faces = next(readable), next(found)
+            if item.faces:
+                crops += [finder.crop(image, face, size) for face in item.faces]
+            else:
+                crops.append(np.asarray(Image.fromarray(image.pixels).resize((size, size), Image.Resampling.BILINEAR)))
+            owners.append(item)
+        scores = iter(detector.predict(np.stack(crops)) if crops else [])
+        rows: list[FaceRow] = []
+        for item in pending:
+            if item.error:
+                rows.append(FaceRow(ScanRow(item.path, error=item.error)))
+                continue
+            for index, face in enumerate(item.faces or [None]):
+                score = float(next(scores))
+                row = ScanRow(item.path, score, detector.spec.label(score, cut))
+                rows.append(FaceRow(row) if face is None else FaceRow(row, index, face.box, face.confidence))
+        if save_crops is not None:
+            _save_crops(save_crops, rows, crops)
+        yield rows
+
+
+def _decoded_chunks(tf: ModuleType, paths: Iterable[str], chunk: int) -> Iterator[list[tuple[str, WorkingImage | str]]]:
+    """(path, working image or error text) in order, decoded in parallel by tf.data."""
+
+    def decode(path: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
+        try:
+            image = load_working_image(os.fsdecode(path))
+            return image.pixels, np.float32(image.scale), b""
+        except ImageError as err:
+            return np.zeros((1, 1, 3), np.uint8), np.float32(1), str(err).encode()
+
+    def mapped(path: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        pixels, scale, error = tf.numpy_function(decode, [path], [tf.uint8, tf.float32, tf.string])
+        return path, pixels, scale, error
+
+    dataset = tf.data.Dataset.from_generator(
+        lambda: (os.fsencode(p) for p in paths), output_signature=tf.TensorSpec((), tf.string)
+    )
+    dataset = dataset.map(mapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(chunk)
+    batch: list[tuple[str, WorkingImage | str]] = []
+    for path, pixels, scale, error in dataset.as_numpy_iterator():
+        value: WorkingImage | str = error.decode() if error else WorkingImage(pixels, float(scale))
+        batch.append((os.fsdecode(path), value))
+        if len(batch) == chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _save_crops(folder: Path, rows: list[FaceRow], crops: list[np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    scored = [row for row in rows if row.row.score is not None]
+    for face_row, crop in zip(scored, crops, strict=True):
+        path = face_row.row.path
+        name = f"{Path(path).stem}.{hashlib.sha256(os.fsencode(path)).hexdigest()[:8]}"
+        suffix = "whole" if face_row.face is None else f"face{face_row.face}"
+        Image.fromarray(crop).save(folder / f"{name}.{suffix}.png")
