@@ -79,12 +79,21 @@ class FaceFinder:
         self.min_face_size, self.max_faces, self.margin = min_face_size, max_faces, margin
 
     def find(self, images: list[WorkingImage]) -> list[list[Face]]:
-        """Faces per image, most confident first, boxes in original pixels."""
-        if not images:
-            return []
-        # mtcnn 1.0's own min_face_size above its default of 20 finds nothing: filter afterwards.
-        found = self._mtcnn.detect_faces([image.pixels for image in images])
-        return [self._faces(image, detections) for image, detections in zip(images, found, strict=True)]
+        """Faces per image, most confident first, boxes in original pixels.
+
+        Images of the same shape go to MTCNN together; mixing shapes would make
+        it pad them, and mtcnn 1.0 then misplaces the boxes of the padded ones.
+        """
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(image.pixels.shape, []).append(index)
+        faces: list[list[Face]] = [[] for _ in images]
+        for members in by_shape.values():
+            # mtcnn 1.0's own min_face_size above its default of 20 finds nothing: filter afterwards.
+            found = self._mtcnn.detect_faces([images[i].pixels for i in members])
+            for index, detections in zip(members, found, strict=True):
+                faces[index] = self._faces(images[index], detections)
+        return faces
 
     def _faces(self, image: WorkingImage, detections: list[dict]) -> list[Face]:
         faces = [Face(tuple(round(v * image.scale) for v in d["box"]), float(d["confidence"])) for d in detections]
@@ -195,3 +204,26 @@ def _save_crops(folder: Path, rows: list[FaceRow], crops: list[np.ndarray]) -> N
         name = f"{Path(path).stem}.{hashlib.sha256(os.fsencode(path)).hexdigest()[:8]}"
         suffix = "whole" if face_row.face is None else f"face{face_row.face}"
         Image.fromarray(crop).save(folder / f"{name}.{suffix}.png")
+
+
+@dataclass
+class FileVerdict:
+    """A file's result in face mode: its most suspicious face decides."""
+
+    row: ScanRow
+    faces: int  # faces scored (0: scored as a whole image, or unreadable)
+
+
+def file_verdicts(rows: list[FaceRow]) -> list[FileVerdict]:
+    """Group a batch's face rows by file (a file's rows are always in one batch)."""
+    verdicts: dict[str, FileVerdict] = {}
+    for face_row in rows:
+        row, faces = face_row.row, int(face_row.face is not None)
+        known = verdicts.get(row.path)
+        if known is None:
+            verdicts[row.path] = FileVerdict(row, faces)
+            continue
+        known.faces += faces
+        if (row.score or 0.0) > (known.row.score or 0.0):
+            known.row = row
+    return list(verdicts.values())

@@ -70,10 +70,17 @@ class CsvWriter:
     def write(self, values: dict[str, Any]) -> None:
         score = values["score"]
         values = {**values, "score": "" if score is None else f"{score:.6f}"}
-        self._writer.writerow("" if values[c] is None else values[c] for c in self._columns)
+        self._writer.writerow(_cell(values[c]) for c in self._columns)
 
     def close(self) -> None:
         pass
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: None is empty, a list (a face box) is comma-joined."""
+    if value is None:
+        return ""
+    return ",".join(map(str, value)) if isinstance(value, list) else value
 
 
 class JsonLinesWriter:
@@ -239,6 +246,8 @@ class Summary:
     scored: int = 0
     fake: int = 0
     errors: int = 0
+    faces: int | None = None  # face mode only: faces scored, and files scored whole for want of one
+    files_without_faces: int = 0
     started: float = field(default_factory=time.perf_counter)
     elapsed: float = 0.0
     _suspicious: list[tuple[float, str]] = field(default_factory=list)
@@ -273,6 +282,9 @@ class Summary:
             "real": self.real,
             "fake": self.fake,
             "errors": self.errors,
+            **(
+                {"faces": self.faces, "files_without_faces": self.files_without_faces} if self.faces is not None else {}
+            ),
             "threshold": self.threshold,
             "elapsed_seconds": round(self.elapsed, 3),
             "images_per_second": round(rate, 1),
@@ -294,6 +306,11 @@ class Summary:
             ("real", self.real),
             ("fake", self.fake),
             ("errors", self.errors),
+            *(
+                [("faces", self.faces), ("files without faces", self.files_without_faces)]
+                if self.faces is not None
+                else []
+            ),
             ("threshold", f"{self.threshold:.3f}"),
             ("elapsed", f"{self.elapsed:.1f} s"),
             ("images/s", f"{rate:.1f}"),

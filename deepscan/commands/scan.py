@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from deepscan.cache import ScoreCache
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
+from deepscan.faces import FACE_COLUMNS, FaceFinder, FileVerdict, file_verdicts, scan_faces
 from deepscan.model import Detector, default_model_path, load_model, read_spec
 from deepscan.provenance import PROVENANCE_COLUMNS, model_identity, provenance
 from deepscan.report import (
@@ -30,7 +32,8 @@ from deepscan.report import (
 )
 from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold, scan_reusing
 
-INPUT, MODEL, OUTPUT, GATE, PERFORMANCE = "Input", "Model", "Output", "Gating (exit code 4)", "Performance"
+INPUT, MODEL, OUTPUT, FACES = "Input", "Model", "Output", "Faces (pip install 'deepscan[faces]')"
+GATE, PERFORMANCE = "Gating (exit code 4)", "Performance"
 log = logging.getLogger("deepscan")
 
 
@@ -156,6 +159,28 @@ def scan_command(
             min=0.0, max=1.0, help="Exit 4 if more than this fraction of scored files is fake.", rich_help_panel=GATE
         ),
     ] = None,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces",
+            help="Find faces (MTCNN) and score each face crop: one row per face, columns face, box, "
+            "face_confidence; a file without a face is scored whole (face empty).",
+            rich_help_panel=FACES,
+        ),
+    ] = False,
+    min_face_size: Annotated[
+        int, typer.Option(min=20, help="Ignore faces smaller than this (pixels).", rich_help_panel=FACES)
+    ] = 40,
+    max_faces: Annotated[
+        int, typer.Option(min=1, help="Score at most this many faces per image.", rich_help_panel=FACES)
+    ] = 10,
+    face_margin: Annotated[
+        float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=FACES)
+    ] = 0.25,
+    save_crops: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Write the scored crops here for review.", rich_help_panel=FACES),
+    ] = None,
     cache: Annotated[
         Path | None,
         typer.Option(
@@ -185,6 +210,11 @@ def scan_command(
     inputs = _inputs(paths or [], files_from, null)
     images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
 
+    finder, face_columns = None, ()
+    if faces:
+        if cache is not None or resume:
+            raise typer.BadParameter("--faces cannot be combined with --cache or --resume (yet)", param_hint="--faces")
+        finder, face_columns = FaceFinder(min_face_size, max_faces, face_margin), FACE_COLUMNS
     model_path = model or default_model_path()
     spec = read_spec(model_path)
     cut = resolve_threshold(threshold, spec)
@@ -206,7 +236,7 @@ def scan_command(
         log.info("loading model %s", model_path)
         return load_model(model_path, trust=trust_model)
 
-    summary = Summary(found=len(images), threshold=cut, model=model_path.name)
+    summary = Summary(found=len(images), threshold=cut, model=model_path.name, faces=0 if faces else None)
     progress = Progress(
         TextColumn("scanning"),
         BarColumn(),
@@ -229,19 +259,36 @@ def scan_command(
             write_atomically(summary_json, json.dumps({**figures, "exit_code": int(code)}, indent=2) + "\n")
         return code
 
-    try:
-        with open_report(out, fmt, COLUMNS + extra_columns) as report, progress:
-            task = progress.add_task("scan", total=len(images))
+    def batches() -> Iterator[tuple[list[tuple[ScanRow, dict]], list[FileVerdict]]]:
+        """(rows to write with their face columns, one verdict per file) per batch."""
+        if finder is None:
             for rows in scan_reusing(images, reuse, load, threshold=threshold, batch_size=batch_size):
-                for row in rows:
-                    report.write(row, provenance(row.path, extra_columns, model_path, _digest(score_cache, row.path)))
-                    summary.add(row)
-                    if row.error:
-                        log.info("%s: %s", row.path, row.error)
+                yield [(row, {}) for row in rows], [FileVerdict(row, 0) for row in rows]
+            return
+        face_rows = scan_faces(
+            images, load(), finder, threshold=threshold, batch_size=batch_size, save_crops=save_crops
+        )
+        for rows in face_rows:
+            yield [(face_row.row, face_row.columns()) for face_row in rows], file_verdicts(rows)
+
+    try:
+        with open_report(out, fmt, COLUMNS + face_columns + extra_columns) as report, progress:
+            task = progress.add_task("scan", total=len(images))
+            for written, verdicts in batches():
+                for row, extra in written:
+                    digest = _digest(score_cache, row.path)
+                    report.write(row, {**extra, **provenance(row.path, extra_columns, model_path, digest)})
                     if score_cache is not None and row.path not in previous:
                         score_cache.store(row)
+                for verdict in verdicts:
+                    summary.add(verdict.row)
+                    if verdict.row.error:
+                        log.info("%s: %s", verdict.row.path, verdict.row.error)
+                    elif summary.faces is not None:
+                        summary.faces += verdict.faces
+                        summary.files_without_faces += verdict.faces == 0
                 report.flush()
-                progress.advance(task, len(rows))
+                progress.advance(task, len(verdicts))
     except INTERRUPTS:
         finish(interrupted=True)
         raise

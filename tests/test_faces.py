@@ -1,0 +1,129 @@
+"""--faces on a public-domain face photograph shipped in scikit-image (NASA's astronaut portrait)."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepscan.errors import DeepscanError, ExitCode
+
+from .conftest import write_image
+
+pytest.importorskip("mtcnn")
+data = pytest.importorskip("skimage.data")
+
+
+def face_rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def box_of(row: dict) -> np.ndarray:
+    return np.array([int(v) for v in row["box"].split(",")])
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The astronaut, the same padded on the left and top, turned by EXIF, and a face-free image."""
+    root = tmp_path_factory.mktemp("faces")
+    astronaut = Image.fromarray(data.astronaut())
+    astronaut.save(root / "astronaut.png")
+    padded = Image.new("RGB", (astronaut.width + 150, astronaut.height + 70), (20, 20, 20))
+    padded.paste(astronaut, (150, 70))
+    padded.save(root / "padded.png")
+    turned = astronaut.rotate(90, expand=True)  # stored turned a quarter left...
+    exif = turned.getexif()
+    exif[0x0112] = 6  # ...and tagged "rotate 90 clockwise to display"
+    turned.save(root / "turned.jpg", exif=exif, quality=95)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(root / "noise.png")
+    (root / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scanned(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, list[dict]], str, Path]:
+    from typer.testing import CliRunner
+
+    from deepscan.cli import app
+
+    crops = tmp_path_factory.mktemp("crops")
+    result = CliRunner().invoke(app, ["scan", str(photos), "--faces", "--save-crops", str(crops)])
+    by_file: dict[str, list[dict]] = {}
+    for row in face_rows(result.stdout):
+        by_file.setdefault(Path(row["path"]).name, []).append(row)
+    return result.exit_code, by_file, result.stderr, crops
+
+
+def test_the_face_is_found_in_original_pixel_coordinates(scanned):
+    _, by_file, _, _ = scanned
+    (face,) = by_file["astronaut.png"]
+    assert face["face"] == "0" and float(face["face_confidence"]) > 0.9
+    x, y, w, h = box_of(face)
+    assert x >= 0 and y >= 0 and x + w <= 512 and y + h <= 512 and 40 <= w <= 300
+    assert 0 <= float(face["score"]) <= 1 and face["label"] in ("real", "fake")
+
+
+def test_boxes_follow_padding_and_exif_rotation(scanned):
+    _, by_file, _, _ = scanned
+    (face,) = by_file["astronaut.png"]
+    (padded,) = by_file["padded.png"]
+    (turned,) = by_file["turned.jpg"]
+    np.testing.assert_allclose(box_of(padded), [*box_of(face), 150, 70, 0, 0], atol=4)
+    np.testing.assert_allclose(box_of(turned), box_of(face), atol=8)  # displayed upright, like the original
+
+
+def test_an_image_without_faces_is_scored_whole_and_broken_files_are_error_rows(scanned):
+    code, by_file, stderr, _ = scanned
+    (noise,) = by_file["noise.png"]
+    assert noise["face"] == "" and noise["box"] == "" and noise["score"] != ""
+    (broken,) = by_file["broken.jpg"]
+    assert broken["error"] and broken["score"] == "" and broken["face"] == ""
+    assert code == ExitCode.UNREADABLE
+    summary = " ".join(stderr.split())
+    assert "faces │ 3" in summary and "files without faces │ 1" in summary
+
+
+def test_crops_are_saved_for_review(scanned):
+    _, _, _, crops = scanned
+    names = sorted(path.name.split(".")[0] + "." + path.name.split(".")[-2] for path in crops.iterdir())
+    assert names == ["astronaut.face0", "noise.whole", "padded.face0", "turned.face0"]
+
+
+def test_bounds_on_faces(cli, photos: Path):
+    code, out, _ = cli("scan", photos / "astronaut.png", "--faces", "--min-face-size", "400")
+    (row,) = face_rows(out)
+    assert code == ExitCode.OK and row["face"] == ""  # the only face is smaller: scored whole
+
+
+def test_faces_refuses_cache_and_resume(cli, photos: Path, tmp_path: Path):
+    code, _, err = cli("scan", photos, "--faces", "--cache", tmp_path / "c.db")
+    assert code == ExitCode.USAGE and "--faces" in err
+
+
+def test_a_missing_detector_is_a_clear_error(monkeypatch):
+    from deepscan.faces import FaceFinder
+
+    real_import = builtins.__import__
+
+    def no_mtcnn(name, *args, **kwargs):
+        if name == "mtcnn":
+            raise ImportError("No module named 'mtcnn'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mtcnn)
+    with pytest.raises(DeepscanError, match=r"pip install 'deepscan\[faces\]'"):
+        FaceFinder()
+
+
+def test_face_mode_rows_stay_one_per_file_for_broken_inputs(cli, tmp_path: Path):
+    write_image(tmp_path / "small.png", size=(30, 30))
+    (tmp_path / "empty.png").write_bytes(b"")
+    _code, out, _ = cli("scan", tmp_path, "--faces", "-q")
+    rows = face_rows(out)
+    assert [Path(r["path"]).name for r in rows] == ["empty.png", "small.png"]
+    assert rows[0]["error"] == "empty file" and rows[1]["score"] != ""
