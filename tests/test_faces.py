@@ -73,7 +73,7 @@ def test_boxes_follow_padding_and_exif_rotation(scanned):
     (face,) = by_file["astronaut.png"]
     (padded,) = by_file["padded.png"]
     (turned,) = by_file["turned.jpg"]
-    np.testing.assert_allclose(box_of(padded), [*box_of(face), 150, 70, 0, 0], atol=4)
+    np.testing.assert_allclose(box_of(padded), box_of(face) + np.array([150, 70, 0, 0]), atol=4)
     np.testing.assert_allclose(box_of(turned), box_of(face), atol=8)  # displayed upright, like the original
 
 
