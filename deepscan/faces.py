@@ -10,6 +10,7 @@ crop is scored by the same model and batching as whole images.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from PIL import Image
 from deepscan.errors import DeepscanError
 from deepscan.model import Detector
 from deepscan.pipeline import ImageError, open_image
+from deepscan.report import write_atomically
 from deepscan.runtime import tensorflow
 from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold
 
@@ -100,14 +102,46 @@ class FaceFinder:
         faces = [face for face in faces if min(face.box[2:]) >= self.min_face_size]
         return sorted(faces, key=lambda face: -face.confidence)[: self.max_faces]
 
-    def crop(self, image: WorkingImage, face: Face, size: int) -> np.ndarray:
-        """The face with a margin around it, square, resized to the model's input."""
+    def crop(self, image: WorkingImage, face: Face | None, size: int) -> np.ndarray:
+        return crop_face(image, face, size, self.margin)
+
+
+def crop_face(image: WorkingImage, face: Face | None, size: int, margin: float) -> np.ndarray:
+    """The face with a margin around it, square, resized to the model's input (no face: the whole image)."""
+    picture = Image.fromarray(image.pixels)
+    if face is not None:
         x, y, w, h = (v / image.scale for v in face.box)
-        side = max(w, h) * (1 + 2 * self.margin)
+        side = max(w, h) * (1 + 2 * margin)
         cx, cy = x + w / 2, y + h / 2
         box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-        crop = Image.fromarray(image.pixels).crop(tuple(round(v) for v in box))  # outside: black
-        return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+        picture = picture.crop(tuple(round(v) for v in box))  # beyond the image: black
+    return np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def detect_once(paths: list[str], finder: FaceFinder, cache_file: Path, chunk: int = 16) -> dict[str, Face | None]:
+    """The most confident face of each image (None: no face, or unreadable), detected once.
+
+    Detections are kept in ``cache_file`` (JSON), so a resumed or repeated
+    training run does not detect again; epochs read cached crops anyway.
+    """
+    known: dict[str, Face | None] = {}
+    if cache_file.exists():
+        for path, value in json.loads(cache_file.read_text()).items():
+            known[path] = None if value is None else Face(tuple(value[:4]), value[4])
+    missing = [path for path in paths if path not in known]
+    for start in range(0, len(missing), chunk):
+        images: dict[str, WorkingImage] = {}
+        for path in missing[start : start + chunk]:
+            try:
+                images[path] = load_working_image(path)
+            except ImageError:
+                known[path] = None
+        for path, faces in zip(images, finder.find(list(images.values())), strict=True):
+            known[path] = faces[0] if faces else None
+    if missing:
+        stored = {path: None if face is None else [*face.box, face.confidence] for path, face in known.items()}
+        write_atomically(cache_file, json.dumps(stored))
+    return {path: known[path] for path in paths}
 
 
 @dataclass
@@ -147,10 +181,7 @@ def scan_faces(
             if item.error:
                 continue
             image, item.faces = next(readable), next(found)
-            if item.faces:
-                crops += [finder.crop(image, face, size) for face in item.faces]
-            else:
-                crops.append(np.asarray(Image.fromarray(image.pixels).resize((size, size), Image.Resampling.BILINEAR)))
+            crops += [finder.crop(image, face, size) for face in item.faces or [None]]
             owners.append(item)
         scores = iter(detector.predict(np.stack(crops)) if crops else [])
         rows: list[FaceRow] = []

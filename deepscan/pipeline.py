@@ -125,25 +125,36 @@ def _is_empty(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def decode_or_error(path: bytes, size: int) -> tuple[np.ndarray, bytes]:
-    """decode_image for tf.numpy_function: errors become values, never exceptions."""
+def decode_or_error(
+    path: bytes, size: int, decode: Callable[[str], np.ndarray] | None = None
+) -> tuple[np.ndarray, bytes]:
+    """Pixels and '', or blank pixels and the error text: for tf.numpy_function, which must not raise.
+
+    ``decode`` (path -> uint8 pixels of the model's shape) defaults to decode_image.
+    """
     try:
-        return decode_image(os.fsdecode(path), int(size)), b""
+        pixels = decode(os.fsdecode(path)) if decode else decode_image(os.fsdecode(path), int(size))
+        return pixels, b""
     except ImageError as err:
         return np.zeros((int(size), int(size), 3), np.uint8), str(err).encode()
 
 
-def decode_map(size: int):
-    """The map function (path -> path, pixels, error) used by every dataset."""
+def decode_map(
+    size: int, decode: Callable[[str], np.ndarray] | None = None
+) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    """The map function (path -> path, pixels, error) used by every dataset; see decode_or_error."""
     tf = tensorflow()
 
-    def decode(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        pixels, error = tf.numpy_function(decode_or_error, [path, size], [tf.uint8, tf.string], stateful=False)
+    def read(path: bytes) -> tuple[np.ndarray, bytes]:
+        return decode_or_error(path, size, decode)
+
+    def mapped(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        pixels, error = tf.numpy_function(read, [path], [tf.uint8, tf.string], stateful=False)
         pixels.set_shape((size, size, 3))
         error.set_shape(())
         return path, pixels, error
 
-    return decode
+    return mapped
 
 
 def image_batches(

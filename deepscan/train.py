@@ -55,6 +55,8 @@ class TrainConfig:
     target_fpr: float | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
     crop: int | None = None  # train on random crops of this size (fully convolutional archs)
+    faces: bool = False  # train on face crops, found as scan --faces finds them
+    face_margin: float = 0.25
     cache_file: str = ""  # "" caches decoded images in memory
     resume: bool = False
     tensorboard: Path | None = None
@@ -155,12 +157,19 @@ def augmentation_layers(aug: Augmentation, crop: int | None = None) -> keras.Seq
     return keras.Sequential(steps, name="augmentation")
 
 
-def labelled_dataset(paths: list[str], labels: list[int], size: int, cache_file: str = "") -> tuple[Any, list[str]]:
+def labelled_dataset(
+    paths: list[str],
+    labels: list[int],
+    size: int,
+    cache_file: str = "",
+    read: Callable[[str], np.ndarray] | None = None,
+) -> tuple[Any, list[str]]:
     """Decoded (pixels, label) pairs, cached; also returns the files that could not be decoded.
 
-    Decoding is scan's own decode function, so training sees a file exactly as scanning will.
+    Decoding is scan's own decode function (or ``read``, the face crops of
+    scan --faces), so training sees a file exactly as scanning will.
     """
-    decode = decode_map(size)
+    decode = decode_map(size, read)
     dataset = tf.data.Dataset.from_tensor_slices((paths, np.array(labels, np.float32)))
     dataset = dataset.map(lambda path, label: (*decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.cache(cache_file)
@@ -219,8 +228,25 @@ def train(
     split = split_dataset(data_dir, config.val_split, config.seed)
     model, spec = build_model(config.arch, config.image_size, any_size=bool(config.crop))
     size = spec.image_size
-    train_ds, bad_train = labelled_dataset(split.train_paths, split.train_labels, size, _cache(config, work, "train"))
-    val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, work, "val"))
+    read, faces_found = None, None
+    if config.faces:
+        from deepscan.faces import FaceFinder, crop_face, detect_once, load_working_image
+
+        log("finding faces (once; kept in the .faces.json file beside the model)")
+        found = detect_once(
+            split.train_paths + split.val_paths,
+            FaceFinder(margin=config.face_margin),
+            out.with_name(f"{out.stem}.faces.json"),
+        )
+        faces_found = sum(face is not None for face in found.values())
+
+        def read(path: str) -> np.ndarray:
+            return crop_face(load_working_image(path), found[path], size, config.face_margin)
+
+    train_ds, bad_train = labelled_dataset(
+        split.train_paths, split.train_labels, size, _cache(config, work, "train"), read
+    )
+    val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, work, "val"), read)
     unreadable = bad_train + bad_val
     for path in unreadable:
         log(f"warning: skipped unreadable file {path}")
@@ -285,6 +311,8 @@ def train(
         "epochs_run": epochs_run,
         "interrupted": interrupted,
         "seed": config.seed,
+        "input": "face crops (as scan --faces)" if config.faces else "whole images",
+        **({"faces_found": faces_found} if config.faces else {}),
         "config": _jsonable(asdict(config)),
         "val_metrics": {
             "roc_auc": evaluation.roc_auc,

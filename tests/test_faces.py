@@ -127,3 +127,37 @@ def test_face_mode_rows_stay_one_per_file_for_broken_inputs(cli, tmp_path: Path)
     rows = face_rows(out)
     assert [Path(r["path"]).name for r in rows] == ["empty.png", "small.png"]
     assert rows[0]["error"] == "empty file" and rows[1]["score"] != ""
+
+
+def test_train_on_face_crops_detects_once(photos: Path, tmp_path: Path, monkeypatch):
+    from deepscan.faces import FaceFinder
+    from deepscan.model import read_spec
+    from deepscan.train import Augmentation, TrainConfig, train
+
+    data_dir = tmp_path / "data"
+    for label, sources in (("real", ["astronaut.png", "padded.png"]), ("fake", ["noise.png"])):
+        for copy in range(3):
+            for name in sources:
+                (data_dir / label).mkdir(parents=True, exist_ok=True)
+                (data_dir / label / f"{copy}_{name}").write_bytes((photos / name).read_bytes())
+    out = tmp_path / "m.keras"
+    config = TrainConfig(
+        arch="residual",
+        image_size=32,
+        epochs=1,
+        batch_size=4,
+        val_split=0.34,
+        faces=True,
+        augmentation=Augmentation(rotation=0, shift=0, jpeg=0, blur=0),
+    )
+    train(data_dir, out, config, log=lambda line: None)
+    spec = read_spec(out)
+    assert spec.training["input"] == "face crops (as scan --faces)"
+    assert spec.training["faces_found"] == 6  # every astronaut copy; the noise has none
+    assert out.with_name("m.faces.json").exists()
+
+    def no_detection(self, images):
+        raise AssertionError("faces were detected again")
+
+    monkeypatch.setattr(FaceFinder, "find", no_detection)
+    train(data_dir, out, config, log=lambda line: None)  # the detections come from m.faces.json

@@ -45,6 +45,18 @@ def train_command(
             rich_help_panel=MODEL,
         ),
     ] = None,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces",
+            help="Train on face crops found as 'scan --faces' finds them (detected once, kept in OUT's stem "
+            "+ '.faces.json'); images without a face are used whole.",
+            rich_help_panel=DATA,
+        ),
+    ] = False,
+    face_margin: Annotated[
+        float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=DATA)
+    ] = 0.25,
     target_fpr: Annotated[
         float | None,
         typer.Option(
@@ -131,6 +143,8 @@ def train_command(
         seed=seed,
         target_fpr=target_fpr,
         crop=crop,
+        faces=faces,
+        face_margin=face_margin,
         augmentation=Augmentation(rotation, shift, flip, brightness, jpeg, blur),
         cache_file=str(cache) if cache else "",
         resume=resume,
@@ -142,5 +156,6 @@ def train_command(
         f"saved {result.model_path} after {result.epochs_run} epochs: val ROC AUC {card.roc_auc:.3f}, "
         f"balanced accuracy {card.balanced_accuracy:.3f} at threshold {card.threshold:.3f}",
         markup=False,
+        soft_wrap=True,
     )
     return ExitCode.INTERRUPTED if result.interrupted else ExitCode.OK
