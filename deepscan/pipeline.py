@@ -66,11 +66,14 @@ def open_image(
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise ImageError(_too_large_message(f"{width}x{height}"))
-                if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+                if orientation in (5, 6, 7, 8):  # turned a quarter
                     width, height = height, width
                 if image.format == "JPEG":
                     image.draft("RGB", draft)
-                return finish(_to_rgb(ImageOps.exif_transpose(image)), (width, height))
+                if orientation != 1:
+                    image = ImageOps.exif_transpose(image)
+                return finish(_to_rgb(image), (width, height))
     except ImageError:
         raise
     except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
@@ -99,6 +102,8 @@ def describe_read_error(err: OSError) -> str:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # 16/32-bit greyscale: scale to 8 bits instead of clipping.
         values = np.asarray(image, dtype=np.float32)
