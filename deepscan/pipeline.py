@@ -177,13 +177,15 @@ def image_batches(
         return (os.fsencode(path) for path in paths)
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.string))
-    dataset = dataset.map(decode_map(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(decode_map(size), num_parallel_calls=os.cpu_count() or 1, deterministic=True)
     if perturb is not None:
         dataset = dataset.map(
             lambda path, pixels, error: (path, perturb(pixels), error), num_parallel_calls=tf.data.AUTOTUNE
         )
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = os.cpu_count() or 1
     # Two batches ahead keep the model busy; an AUTOTUNE'd buffer kept growing with the file count.
-    return dataset.batch(batch_size).prefetch(2)
+    return dataset.batch(batch_size).prefetch(2).with_options(options)
 
 
 Perturbation = Callable[["tf.Tensor"], "tf.Tensor"]
