@@ -131,8 +131,19 @@ def many_images(folder: Path, count: int) -> Path:
 
 
 def start_scan(*args: str | Path) -> subprocess.Popen:
+    """The CLI in a child process that takes Ctrl-C as a terminal would deliver it.
+
+    A shell script's background jobs (CI runners among them) start with SIGINT
+    ignored, and Python keeps it ignored; the child gets the default back.
+    """
     command = [sys.executable, "-m", "deepscan", "scan", *map(str, args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for_rows(part_folder: Path, report_name: str, at_least: int, timeout: float = 60) -> None:
