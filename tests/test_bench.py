@@ -19,6 +19,8 @@ def test_quick_benchmark_reports_every_stage():
         "scan --faces",
         "process start to first row",
         "peak RSS",
+        "every file cached",
+        "decode_jpeg",
         "draft decode",
         "Architectures",
         "training img/s",

@@ -44,6 +44,7 @@ def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(
         arch="residual", image_size=SIZE, epochs=2, batch_size=8, learning_rate=1e-2, augmentation=FAST
     )
+    config.tensorboard = out.with_name("tensorboard")
     train(data, out, config, log=lambda line: None)
     return out
 
@@ -66,6 +67,7 @@ def test_trained_model_records_its_recipe(trained: Path):
     assert 0 <= spec.training["val_metrics"]["roc_auc"] <= 1
     assert trained.with_name("m.history.csv").exists()
     assert not trained.with_name("m.training").exists()  # work folder removed after a clean finish
+    assert list(trained.with_name("tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_scan_uses_the_trained_model_and_its_threshold(cli, trained: Path, data: Path):

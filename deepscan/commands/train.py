@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepscan.errors import ExitCode
+from deepscan.errors import DeepscanError, ExitCode
 from deepscan.model import list_architectures
 from deepscan.report import check_destination
 
@@ -129,6 +130,8 @@ def train_command(
     Example: deepscan train ../shared/data --out m.keras --epochs 30
     """
     check_destination(out)
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise DeepscanError("--tensorboard needs TensorBoard: pip install 'deepscan[tensorboard]'")
     from deepscan.train import Augmentation, TrainConfig, train
 
     console = Console(stderr=True, highlight=False)
