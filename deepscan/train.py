@@ -14,14 +14,8 @@ from typing import Any
 import numpy as np
 
 from deepscan.errors import INTERRUPTS, DataError
-from deepscan.evaluate import (
-    Evaluation,
-    choose_threshold,
-    labelled_images,
-    report_card,
-    score_labelled,
-)
-from deepscan.model import Detector, ModelSpec, build_model, save_model
+from deepscan.evaluate import Evaluation, ScoredSet, choose_threshold, labelled_images, report_card
+from deepscan.model import ModelSpec, build_model, save_model
 from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
 
@@ -243,10 +237,8 @@ def train(
         def read(path: str) -> np.ndarray:
             return crop_face(load_working_image(path), found[path], size, config.face_margin)
 
-    train_ds, bad_train = labelled_dataset(
-        split.train_paths, split.train_labels, size, _cache(config, work, "train"), read
-    )
-    val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, work, "val"), read)
+    train_ds, bad_train = labelled_dataset(split.train_paths, split.train_labels, size, _cache(config, "train"), read)
+    val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, "val"), read)
     unreadable = bad_train + bad_val
     for path in unreadable:
         log(f"warning: skipped unreadable file {path}")
@@ -300,9 +292,7 @@ def train(
         model.load_weights(best_weights)
     epochs_run = _epochs_logged(out)
 
-    if config.crop:  # the same weights in a model of the scanning input size
-        model = _fixed_size_copy(model, spec)
-    scored = score_labelled(split.val_paths, split.val_labels, Detector(model, spec, out), config.batch_size)
+    scored = _score(model, val_ds, len(bad_val))  # the images as trained on: whole, or face crops
     spec.threshold = choose_threshold(scored.scores, scored.labels, config.target_fpr)
     evaluation = report_card(scored, spec.threshold)
     spec.training = {
@@ -322,10 +312,19 @@ def train(
             "accuracy_at_0.5": report_card(scored, 0.5).accuracy,
         },
     }
+    if config.crop:  # the same weights in a model of the scanning input size
+        model = _fixed_size_copy(model, spec)
     save_model(model, spec, out)
     if not interrupted:
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(out, epochs_run, interrupted, evaluation, unreadable)
+
+
+def _score(model: keras.Model, val_ds: Any, unreadable: int) -> ScoredSet:
+    started = time.perf_counter()
+    scores = model.predict(val_ds, verbose=0).ravel()
+    labels = np.concatenate([y for _, y in val_ds.as_numpy_iterator()]).astype(bool)
+    return ScoredSet(scores, labels, unreadable, time.perf_counter() - started)
 
 
 def _fixed_size_copy(model: keras.Model, spec: ModelSpec) -> keras.Model:
@@ -334,7 +333,7 @@ def _fixed_size_copy(model: keras.Model, spec: ModelSpec) -> keras.Model:
     return fixed
 
 
-def _cache(config: TrainConfig, work: Path, name: str) -> str:
+def _cache(config: TrainConfig, name: str) -> str:
     return f"{config.cache_file}.{name}" if config.cache_file else ""
 
 
