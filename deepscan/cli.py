@@ -59,7 +59,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    Console(stderr=True, highlight=False).print(f"deepscan: error: {message}", markup=False, soft_wrap=True)
+    if message:  # empty after "deepscan" alone, which has printed the help already
+        Console(stderr=True, highlight=False).print(f"deepscan: error: {message}", markup=False, soft_wrap=True)
     sys.exit(code)
 
 

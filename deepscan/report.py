@@ -32,8 +32,12 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
-_EXTENSIONS = {".csv": OutputFormat.csv, ".json": OutputFormat.json, ".jsonl": OutputFormat.jsonl}
-_EXTENSIONS[".ndjson"] = OutputFormat.jsonl
+_EXTENSIONS = {
+    ".csv": OutputFormat.csv,
+    ".json": OutputFormat.json,
+    ".jsonl": OutputFormat.jsonl,
+    ".ndjson": OutputFormat.jsonl,
+}
 
 
 def is_stdout(destination: Path | None) -> bool:
