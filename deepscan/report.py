@@ -264,11 +264,15 @@ class Summary:
     def done(self) -> int:
         return self.scored + self.errors
 
-    def add(self, row: ScanRow) -> None:
+    def add(self, row: ScanRow, faces: int = 0) -> None:
+        """Count a file's result; in face mode, ``faces`` is how many of its faces were scored."""
         self.elapsed = time.perf_counter() - self.started
         if row.score is None:
             self.errors += 1
             return
+        if self.faces is not None:
+            self.faces += faces
+            self.files_without_faces += faces == 0
         self.scored += 1
         if row.label == "fake":
             self.fake += 1

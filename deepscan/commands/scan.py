@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from deepscan.cache import ScoreCache
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
-from deepscan.faces import FACE_COLUMNS, FaceFinder, FileVerdict, file_verdicts, scan_faces
-from deepscan.model import Detector, default_model_path, load_model, read_spec
+from deepscan.faces import FACE_COLUMNS, FaceFinder
+from deepscan.job import ScanJob
+from deepscan.model import default_model_path
 from deepscan.provenance import PROVENANCE_COLUMNS, model_identity, provenance
 from deepscan.report import (
     COLUMNS,
@@ -30,7 +30,7 @@ from deepscan.report import (
     read_report,
     write_atomically,
 )
-from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold, scan_reusing
+from deepscan.scan import DEFAULT_BATCH_SIZE
 
 INPUT, MODEL, OUTPUT, FACES = "Input", "Model", "Output", "Faces (pip install 'deepscan[faces]')"
 GATE, PERFORMANCE = "Gating (exit code 4)", "Performance"
@@ -205,38 +205,25 @@ def scan_command(
     extra_columns = _columns(columns)
     if resume and is_stdout(out):
         raise typer.BadParameter("--resume needs --out FILE: the report it continues")
+    if faces and (cache is not None or resume):
+        raise typer.BadParameter("--faces cannot be combined with --cache or --resume (yet)", param_hint="--faces")
     for destination in (out, summary_json):
         check_destination(destination)
     inputs = _inputs(paths or [], files_from, null)
     images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
 
-    finder, face_columns = None, ()
-    if faces:
-        if cache is not None or resume:
-            raise typer.BadParameter("--faces cannot be combined with --cache or --resume (yet)", param_hint="--faces")
-        finder, face_columns = FaceFinder(min_face_size, max_faces, face_margin), FACE_COLUMNS
     model_path = model or default_model_path()
-    spec = read_spec(model_path)
-    cut = resolve_threshold(threshold, spec)
-    previous = read_report(out, fmt) if resume and out is not None and out.exists() else {}
-    score_cache = _open_cache(cache, model_path)
-
-    def reuse(path: str) -> ScanRow | None:
-        if path in previous:
-            return previous[path]
-        if score_cache is None:
-            return None
-        hit = score_cache.lookup(path)
-        if hit is None:
-            return None
-        score, error = hit
-        return ScanRow(path, score, spec.label(score, cut) if score is not None else "", error)
-
-    def load() -> Detector:
-        log.info("loading model %s", model_path)
-        return load_model(model_path, trust=trust_model)
-
-    summary = Summary(found=len(images), threshold=cut, model=model_path.name, faces=0 if faces else None)
+    job = ScanJob(
+        model_path,
+        threshold=threshold,
+        batch_size=batch_size,
+        trust_model=trust_model,
+        previous=read_report(out, fmt) if resume and out is not None and out.exists() else {},
+        cache=_open_cache(cache, model_path),
+        finder=FaceFinder(min_face_size, max_faces, face_margin) if faces else None,
+        save_crops=save_crops,
+    )
+    summary = Summary(found=len(images), threshold=job.cut, model=model_path.name, faces=0 if faces else None)
     progress = Progress(
         TextColumn("scanning"),
         BarColumn(),
@@ -248,9 +235,9 @@ def scan_command(
     )
 
     def finish(interrupted: bool) -> ExitCode:
-        if score_cache is not None:
-            score_cache.close()
-            log.info("cache: %d hits, %d misses", score_cache.hits, score_cache.misses)
+        if job.cache is not None:
+            job.cache.close()
+            log.info("cache: %d hits, %d misses", job.cache.hits, job.cache.misses)
         if not quiet:
             summary.render(console, interrupted=interrupted)
         code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
@@ -259,36 +246,20 @@ def scan_command(
             write_atomically(summary_json, json.dumps({**figures, "exit_code": int(code)}, indent=2) + "\n")
         return code
 
-    def batches() -> Iterator[tuple[list[tuple[ScanRow, dict]], list[FileVerdict]]]:
-        """(rows to write with their face columns, one verdict per file) per batch."""
-        if finder is None:
-            for rows in scan_reusing(images, reuse, load, threshold=threshold, batch_size=batch_size):
-                yield [(row, {}) for row in rows], [FileVerdict(row, 0) for row in rows]
-            return
-        face_rows = scan_faces(
-            images, load(), finder, threshold=threshold, batch_size=batch_size, save_crops=save_crops
-        )
-        for rows in face_rows:
-            yield [(face_row.row, face_row.columns()) for face_row in rows], file_verdicts(rows)
-
+    columns_out = COLUMNS + (FACE_COLUMNS if faces else ()) + extra_columns
     try:
-        with open_report(out, fmt, COLUMNS + face_columns + extra_columns) as report, progress:
+        with open_report(out, fmt, columns_out) as report, progress:
             task = progress.add_task("scan", total=len(images))
-            for written, verdicts in batches():
-                for row, extra in written:
-                    digest = _digest(score_cache, row.path)
-                    report.write(row, {**extra, **provenance(row.path, extra_columns, model_path, digest)})
-                    if score_cache is not None and row.path not in previous:
-                        score_cache.store(row)
-                for verdict in verdicts:
-                    summary.add(verdict.row)
+            for batch in job.run(images):
+                for row, face_columns in batch.rows:
+                    digest = job.cache.digest(row.path) if job.cache is not None else None
+                    report.write(row, {**face_columns, **provenance(row.path, extra_columns, model_path, digest)})
+                for verdict in batch.verdicts:
+                    summary.add(verdict.row, faces=verdict.faces)
                     if verdict.row.error:
                         log.info("%s: %s", verdict.row.path, verdict.row.error)
-                    elif summary.faces is not None:
-                        summary.faces += verdict.faces
-                        summary.files_without_faces += verdict.faces == 0
                 report.flush()
-                progress.advance(task, len(verdicts))
+                progress.advance(task, len(batch.verdicts))
     except INTERRUPTS:
         finish(interrupted=True)
         raise
@@ -324,10 +295,6 @@ def _open_cache(path: Path | None, model_path: Path) -> ScoreCache | None:
     if path.is_dir():
         raise OutputError(f"cache path is a directory: {path}")
     return ScoreCache(path, model_identity(model_path))
-
-
-def _digest(score_cache: ScoreCache | None, path: str) -> str | None:
-    return score_cache.digest(path) if score_cache is not None else None
 
 
 def _exit_code(summary: Summary, fail_on_fake: bool, max_fake: int | None, max_fraction: float | None) -> ExitCode:
