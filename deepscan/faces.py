@@ -175,14 +175,13 @@ def scan_faces(
             if not isinstance(image, str):
                 images.append(image)
         found = iter(finder.find(images))
-        crops, owners = [], []
+        crops: list[np.ndarray] = []
         readable = iter(images)
         for item in pending:
             if item.error:
                 continue
             image, item.faces = next(readable), next(found)
             crops += [finder.crop(image, face, size) for face in item.faces or [None]]
-            owners.append(item)
         scores = iter(detector.predict(np.stack(crops)) if crops else [])
         rows: list[FaceRow] = []
         for item in pending:
