@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 
 from deepscan.errors import DeepscanError, ExitCode
-from deepscan.model import list_architectures
+from deepscan.model import ARCHITECTURES, list_architectures
 from deepscan.report import check_destination
 
 Architecture = Enum("Architecture", {name: name for name in list_architectures()}, type=str)
+ARCH_HELP = "; ".join(f"{entry.name}: {entry.summary}" for entry in ARCHITECTURES.values())
 
 DATA, MODEL, LOOP, AUGMENT = "Data", "Model", "Training loop", "Augmentation"
 
@@ -32,7 +33,7 @@ def train_command(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.keras).", rich_help_panel=MODEL)],
     arch: Annotated[
-        Architecture, typer.Option(help="Network: 'reference' is the published card's CNN.", rich_help_panel=MODEL)
+        Architecture, typer.Option(help=f"Network: {ARCH_HELP}.", rich_help_panel=MODEL)
     ] = Architecture.residual,  # type: ignore[attr-defined]
     image_size: Annotated[
         int | None,
