@@ -42,7 +42,6 @@ def scan_batches(
     Unreadable files come back as rows with an ``error`` and no score.
     ``perturb`` degrades each decoded image first (robustness tests).
     """
-
     detector = detector or load_model()
     cut = resolve_threshold(threshold, detector.spec)
     spec = detector.spec
