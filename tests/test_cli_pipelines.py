@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,15 @@ def test_readme_find_and_jq_pipelines(audit_folder: Path):
     assert sorted(result.stdout.split()) == sorted(str(Path("images") / f"{i}.jpg") for i in range(3))
     none = run_shell(command.replace("--threshold 0", "--threshold 1").replace("/srv/uploads", "images"), audit_folder)
     assert none.returncode == 0 and none.stdout == ""
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a terminal")
+def test_no_color_is_honoured_on_a_terminal(photos: Path, tiny_model: Path, tmp_path: Path):
+    def on_terminal(env: dict[str, str]) -> str:
+        command = f"deepscan scan {photos / 'b.jpg'} --model {tiny_model} --out {tmp_path / 'r.csv'}"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **env}
+        return subprocess.run(["script", "-qc", command, "/dev/null"], env=env, capture_output=True, text=True).stdout
+
+    colour = re.compile(r"\x1b\[(?:\d+;)*3[0-8](?:;\d+)*m")  # an ANSI foreground colour (italic is 3 alone)
+    assert colour.search(on_terminal({}))
+    assert not colour.search(on_terminal({"NO_COLOR": "1"}))
