@@ -45,6 +45,8 @@ def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """
 
     def resize(image: Image.Image, _: tuple[int, int]) -> Image.Image:
+        if image.size == (size, size):
+            return image  # resizing would only copy it
         return image.resize((size, size), Image.Resampling.BILINEAR)
 
     return np.asarray(open_image(path, (size, size), resize))
