@@ -32,6 +32,7 @@ class ScoreCache:
         self.model = model
         self.hits = self.misses = 0
         self._digests: dict[str, str] = {}
+        self._missed: set[str] = set()  # paths to store once scored
         try:
             self._db = sqlite3.connect(path)
             self._db.execute(SCHEMA)
@@ -57,13 +58,15 @@ class ScoreCache:
         ).fetchone()
         if found is None:
             self.misses += 1
+            self._missed.add(path)
             return None
         self.hits += 1
         return found[0], found[1]
 
     def store(self, row: ScanRow) -> None:
-        digest = self._digests.get(row.path)
-        if digest is not None:
+        """Remember a freshly scored row; rows that came from the cache, or never asked it, are skipped."""
+        if row.path in self._missed:
+            digest = self._digests[row.path]
             self._db.execute(
                 "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", (digest, self.model, row.score, row.error)
             )

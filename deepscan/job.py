@@ -60,8 +60,7 @@ class ScanJob:
         for rows in batches:
             if self.cache is not None:
                 for row in rows:
-                    if row.path not in self.previous:
-                        self.cache.store(row)
+                    self.cache.store(row)
             yield ScanBatch([(row, {}) for row in rows], [FileVerdict(row, 0) for row in rows])
 
     def _reuse(self, path: str) -> ScanRow | None:
