@@ -181,14 +181,14 @@ class RobustnessRow:
 
 
 def robustness(
-    data_dir: str,
+    paths: list[str],
+    labels: list[int],
     detector: Detector,
     *,
     threshold: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[RobustnessRow]:
     """AUC and accuracy after JPEG re-compression and Gaussian blur of the decoded images, level by level."""
-    paths, labels = labelled_images(data_dir)
     cut = resolve_threshold(threshold, detector.spec)
     levels = [("jpeg", q, recompressed(q)) for q in JPEG_QUALITIES] + [("blur", s, blurred(s)) for s in BLUR_SIGMAS]
     table = []

@@ -71,7 +71,7 @@ def evaluate_command(
     paths, labels = labelled_images(str(data_dir))
     scored = score_labelled(paths, labels, detector, batch_size)
     card = report_card(scored, resolve_threshold(threshold, detector.spec))
-    table = robustness(str(data_dir), detector, threshold=threshold, batch_size=batch_size) if robust else []
+    table = robustness(paths, labels, detector, threshold=threshold, batch_size=batch_size) if robust else []
     figures = {"model": str(detector.path), "data": str(data_dir), **card.to_dict()}
     if robust:
         figures["robustness"] = [asdict(row) for row in table]
