@@ -44,12 +44,12 @@ def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     readable image within MAX_PIXELS.
     """
 
-    def resize(image: Image.Image, _: tuple[int, int]) -> Image.Image:
-        if image.size == (size, size):
-            return image  # resizing would only copy it
-        return image.resize((size, size), Image.Resampling.BILINEAR)
+    def pixels(image: Image.Image, _: tuple[int, int]) -> np.ndarray:
+        if image.size != (size, size):  # resizing to the same size would only copy it
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(image)  # while the file is still open: Pillow decodes lazily
 
-    return np.asarray(open_image(path, (size, size), resize))
+    return open_image(path, (size, size), pixels)
 
 
 def open_image(

@@ -145,3 +145,13 @@ def test_batches_keep_order_and_carry_errors_beside_good_neighbours(tmp_path: Pa
         errors += [e.decode() for e in batch_errors.numpy()]
     assert seen == paths
     assert [bool(e) for e in errors] == [False, False, True, False, False, False]
+
+
+@pytest.mark.parametrize("name", ["exact.png", "exact.jpg"])
+def test_an_image_already_at_the_model_size_is_decoded_as_is(tmp_path: Path, name: str):
+    pixels = np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / name, quality=100)
+    decoded = decode_image(tmp_path / name, SIZE)
+    assert decoded.shape == (SIZE, SIZE, 3)
+    if name.endswith(".png"):
+        np.testing.assert_array_equal(decoded, pixels)
