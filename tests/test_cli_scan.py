@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deepscan.errors import ExitCode
@@ -58,7 +59,15 @@ def test_threshold_option_overrides_the_models_own(cli, photos: Path, tiny_model
 def test_batch_size_does_not_change_results(cli, photos: Path, tiny_model: Path):
     _, one, _ = cli("scan", photos, "--model", tiny_model, "--batch-size", "1", "-q")
     _, many, _ = cli("scan", photos, "--model", tiny_model, "--batch-size", "64", "-q")
-    assert [r["score"] for r in rows_of(one)] == [r["score"] for r in rows_of(many)]
+    # The same scores; the last printed digit may move, as batch size changes the float kernels.
+    np.testing.assert_allclose(
+        [float(r["score"] or "nan") for r in rows_of(one)],
+        [float(r["score"] or "nan") for r in rows_of(many)],
+        atol=2e-6,
+    )
+    assert [(r["path"], r["label"], r["error"]) for r in rows_of(one)] == [
+        (r["path"], r["label"], r["error"]) for r in rows_of(many)
+    ]
 
 
 @pytest.mark.parametrize(
