@@ -131,16 +131,32 @@ def _reference(image_size: int | None) -> keras.Model:
 @register(
     "residual",
     256,
-    "native-resolution residual CNN: high-pass stem, BatchNorm, global pooling",
+    "native-resolution residual CNN: high-pass stem, three BatchNorm stages, global pooling",
     any_size=True,
 )
 def _residual(image_size: int | None) -> keras.Model:
-    """Our own: keeps the pixels' high frequencies, where generators leave traces.
+    """The first default: no resize for 256x256 crops, three stages."""
+    return _high_pass_resnet(image_size, (32, 64, 128), "residual")
 
-    No resize for 256x256 crops; the first layers see the image minus its own
-    2x down/up-sampled copy (the NPR residual of Tan et al., CVPR 2024) beside
-    the pixels; strided residual stages with BatchNorm; global average pooling
-    instead of a large Flatten/Dense, so the model stays small and fast.
+
+@register(
+    "compact",
+    128,
+    "residual CNN at 128 px with four stages: the default, the fastest and the most accurate here",
+    any_size=True,
+)
+def _compact(image_size: int | None) -> keras.Model:
+    """Four stages on a 128 px image: a quarter of residual's work and a receptive field over the whole face."""
+    return _high_pass_resnet(image_size, (32, 64, 128, 256), "compact")
+
+
+def _high_pass_resnet(image_size: int | None, widths: tuple[int, ...], name: str) -> keras.Model:
+    """Pixels beside their high-pass residual, a strided stem, residual stages, global pooling.
+
+    The first layer sees the image beside its residual after a 2x down- and
+    up-sampling (the NPR of Tan et al., CVPR 2024), where generators leave
+    traces; each stage halves the resolution (BatchNorm, L2); global average
+    pooling instead of a large Flatten/Dense keeps the model small and fast.
     """
     import keras
     from keras import layers, regularizers
@@ -166,12 +182,12 @@ def _residual(image_size: int | None) -> keras.Model:
     residual = layers.Subtract()([x, blurred])
     x = layers.Concatenate()([x, layers.Rescaling(4.0)(residual)])
     x = conv_bn(x, 24, stride=2)
-    for filters in (32, 64, 128):
+    for filters in widths:
         x = stage(x, filters)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_fake")(x)
-    return keras.Model(inputs, outputs, name="residual")
+    return keras.Model(inputs, outputs, name=name)
 
 
 # --- saving and loading ----------------------------------------------------

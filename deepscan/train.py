@@ -28,21 +28,24 @@ import keras  # noqa: E402
 class Augmentation:
     """Training-only augmentation; a zero (or False) turns a transform off."""
 
-    rotation: float = 0.05  # fraction of a full turn (0.05 = +/-18 degrees)
-    shift: float = 0.1  # fraction of the image size
+    rotation: float = 0.0  # fraction of a full turn (0.05 = +/-18 degrees)
+    shift: float = 0.0  # fraction of the image size
     flip: bool = True
     brightness: float = 0.2  # fraction of the 0..255 range
-    jpeg: float = 0.5  # probability of JPEG re-compression at quality 30..100 (Wang et al. 2020)
-    blur: float = 0.5  # probability of Gaussian blur with sigma 0..3 (Wang et al. 2020)
+    jpeg: float = 0.3  # probability of JPEG re-compression at quality 30..100 (Wang et al. 2020)
+    blur: float = 0.3  # probability of Gaussian blur with sigma 0..3 (Wang et al. 2020)
 
 
 @dataclass
 class TrainConfig:
-    arch: str = "residual"
+    arch: str = "compact"
     image_size: int | None = None  # default: the architecture's own
-    epochs: int = 100
+    epochs: int = 120
     batch_size: int = 32
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
+    # "cosine": the rate decays to 0 over all epochs, which all run, and the last weights are kept;
+    # "plateau": halved when val_loss stalls, early stopping after `patience`, the best weights kept.
+    schedule: str = "cosine"
     val_split: float = 0.15
     patience: int = 10
     seed: int = 1234
@@ -169,6 +172,9 @@ def labelled_dataset(
     dataset = dataset.cache(cache_file)
     unreadable = [path.decode() for path, _, error, _ in dataset.as_numpy_iterator() if error]  # fills the cache
     usable = dataset.filter(lambda path, pixels, error, label: tf.equal(error, b""))
+    # A known length: Keras counts an extra optimizer step per epoch over a dataset of unknown length,
+    # which would put a learning-rate schedule out of step.
+    usable = usable.apply(tf.data.experimental.assert_cardinality(len(paths) - len(unreadable)))
     return usable.map(lambda path, pixels, error, label: (pixels, label)), unreadable
 
 
@@ -189,6 +195,14 @@ class EpochLine(keras.callbacks.Callback):
         figures = "  ".join(f"{name} {value:.4f}" for name, value in sorted(logs.items()))
         lr = f"  lr {float(rate):.1e}" if rate is not None else ""
         self.write(f"epoch {epoch + 1}: {figures}{lr}  ({time.perf_counter() - self.started:.0f} s)")
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Put the rate the optimizer uses now into the epoch's logs (a schedule does not log it)."""
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 @dataclass
@@ -257,20 +271,27 @@ def train(
     total = counts["real"] + counts["fake"]
     class_weight = {i: total / (2 * max(counts[name], 1)) for i, name in enumerate(("real", "fake"))}
 
+    steps = -(-len(split.train_paths) // config.batch_size) * config.epochs
+    cosine = config.schedule == "cosine"
+    rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps) if cosine else config.learning_rate
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(rate),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
-    best_weights = work / "best.weights.h5"
+    best_weights = work / "best.weights.h5"  # with cosine, the latest epoch's
     callbacks = [
-        keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, config.patience // 3)),
-        keras.callbacks.ModelCheckpoint(best_weights, "val_loss", save_best_only=True, save_weights_only=True),
+        LogLearningRate(),
+        keras.callbacks.ModelCheckpoint(best_weights, "val_loss", save_best_only=not cosine, save_weights_only=True),
         keras.callbacks.BackupAndRestore(str(work / "backup")),
         keras.callbacks.CSVLogger(str(out.with_name(f"{out.stem}.history.csv")), append=config.resume),
         EpochLine(log),
     ]
+    if not cosine:
+        callbacks += [
+            keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, config.patience // 3)),
+        ]
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(config.tensorboard)))
 
@@ -286,7 +307,7 @@ def train(
         )
     except INTERRUPTS:
         interrupted = True
-        log("interrupted: keeping the best model so far (continue with --resume)")
+        log(f"interrupted: keeping the {'latest' if cosine else 'best'} model so far (continue with --resume)")
         if not best_weights.exists():
             raise
         model.load_weights(best_weights)

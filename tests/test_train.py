@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "m.keras"
-    config = TrainConfig(
-        arch="residual", image_size=SIZE, epochs=2, batch_size=8, learning_rate=1e-2, augmentation=FAST
-    )
+    config = TrainConfig(arch="compact", image_size=SIZE, epochs=2, batch_size=8, learning_rate=1e-2, augmentation=FAST)
     config.tensorboard = out.with_name("tensorboard")
     train(data, out, config, log=lambda line: None)
     return out
@@ -59,7 +58,7 @@ def test_split_is_stratified_and_seeded(data: Path):
 
 def test_trained_model_records_its_recipe(trained: Path):
     spec = read_spec(trained)
-    assert spec.arch == "residual" and spec.image_size == SIZE
+    assert spec.arch == "compact" and spec.image_size == SIZE
     assert spec.training["epochs_run"] == 2
     assert spec.training["unreadable_skipped"] == 1
     counts = spec.training["data"]
@@ -84,7 +83,7 @@ def test_scan_uses_the_trained_model_and_its_threshold(cli, trained: Path, data:
 
 def test_info_shows_the_recipe(cli, trained: Path):
     code, out, _ = cli("info", trained)
-    assert code == 0 and "residual" in out and "epochs_run" in out and "val_metrics" in out
+    assert code == 0 and "compact" in out and "epochs_run" in out and "val_metrics" in out
 
 
 def test_evaluate_figures_match_a_confusion_matrix_made_by_hand(cli, trained: Path, data: Path):
@@ -101,7 +100,24 @@ def test_evaluate_figures_match_a_confusion_matrix_made_by_hand(cli, trained: Pa
     assert card["accuracy"] == pytest.approx(np.mean(truth == predicted))
 
 
-def test_interrupted_training_keeps_the_best_model_and_resume_continues(data: Path, tmp_path: Path, monkeypatch):
+def history(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(out.with_name(f"{out.stem}.history.csv").open()))
+
+
+def test_plateau_schedule_stops_at_the_first_worse_epoch(data: Path, tmp_path: Path):
+    out = tmp_path / "p.keras"
+    config = TrainConfig(
+        arch="reference", image_size=SIZE, epochs=15, batch_size=8, learning_rate=1e-2, schedule="plateau", patience=1
+    )
+    config.augmentation = FAST
+    result = train(data, out, config, log=lambda line: None)
+    rows = history(out)
+    losses = [float(row["val_loss"]) for row in rows]
+    assert result.epochs_run == len(rows) < 15  # noisy tiny data: val_loss gets worse within a few epochs
+    assert int(np.argmin(losses)) == len(losses) - 2  # patience 1: it stopped one epoch after the best
+
+
+def test_interrupted_training_keeps_a_model_and_resume_continues_the_schedule(data: Path, tmp_path: Path, monkeypatch):
     out = tmp_path / "r.keras"
     config = TrainConfig(arch="reference", image_size=SIZE, epochs=4, batch_size=8, augmentation=FAST)
     lines: list[str] = []
@@ -125,7 +141,10 @@ def test_interrupted_training_keeps_the_best_model_and_resume_continues(data: Pa
     assert not second.interrupted
     assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 3", "epoch 4"]
     assert second.epochs_run == 4
-    assert len(out.with_name("r.history.csv").read_text().splitlines()) == 1 + 4
+    # The cosine schedule went on from where it stopped, down to 0 at the last epoch.
+    rates = [float(row["learning_rate"]) for row in history(out)]
+    expected = [config.learning_rate * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in (1, 2, 3, 4)]
+    assert rates == pytest.approx(expected, rel=1e-4, abs=1e-9)
 
 
 def test_evaluate_robustness_table_and_plot(cli, trained: Path, data: Path, tmp_path: Path):

@@ -20,6 +20,11 @@ ARCH_HELP = "; ".join(f"{entry.name}: {entry.summary}" for entry in ARCHITECTURE
 DATA, MODEL, LOOP, AUGMENT = "Data", "Model", "Training loop", "Augmentation"
 
 
+class Schedule(str, Enum):
+    cosine = "cosine"
+    plateau = "plateau"
+
+
 def train_command(
     data_dir: Annotated[
         Path,
@@ -34,7 +39,7 @@ def train_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.keras).", rich_help_panel=MODEL)],
     arch: Annotated[
         Architecture, typer.Option(help=f"Network: {ARCH_HELP}.", rich_help_panel=MODEL)
-    ] = Architecture.residual,  # type: ignore[attr-defined]
+    ] = Architecture.compact,  # type: ignore[attr-defined]
     image_size: Annotated[
         int | None,
         typer.Option(min=16, help="Input size in pixels (default: the architecture's).", rich_help_panel=MODEL),
@@ -76,11 +81,24 @@ def train_command(
         Path | None,
         typer.Option(help="Cache decoded images in this file instead of memory (large sets).", rich_help_panel=DATA),
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Most epochs to run.", rich_help_panel=LOOP)] = 100,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Epochs to run (at most, with --schedule plateau).", rich_help_panel=LOOP)
+    ] = 120,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.", rich_help_panel=LOOP)] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.", rich_help_panel=LOOP)] = 1e-4,
+    lr: Annotated[
+        float, typer.Option(min=0.0, help="Adam learning rate (the start of the schedule).", rich_help_panel=LOOP)
+    ] = 1e-3,
+    schedule: Annotated[
+        Schedule,
+        typer.Option(
+            help="cosine: decay the rate to 0 over all epochs and keep the last weights; plateau: halve it when "
+            "val_loss stalls, stop after --patience epochs without progress, keep the best weights.",
+            rich_help_panel=LOOP,
+        ),
+    ] = Schedule.cosine,
     patience: Annotated[
-        int, typer.Option(min=1, help="Epochs without val_loss progress before stopping.", rich_help_panel=LOOP)
+        int,
+        typer.Option(min=1, help="Epochs without val_loss progress before stopping (plateau).", rich_help_panel=LOOP),
     ] = 10,
     seed: Annotated[
         int, typer.Option(help="Random seed for the split, shuffling and weights.", rich_help_panel=LOOP)
@@ -93,10 +111,10 @@ def train_command(
     ] = None,
     rotation: Annotated[
         float, typer.Option(min=0.0, help="Random rotation, fraction of a turn (0: off).", rich_help_panel=AUGMENT)
-    ] = 0.05,
+    ] = 0.0,
     shift: Annotated[
         float, typer.Option(min=0.0, help="Random shift, fraction of the size (0: off).", rich_help_panel=AUGMENT)
-    ] = 0.1,
+    ] = 0.0,
     flip: Annotated[
         bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.", rich_help_panel=AUGMENT)
     ] = True,
@@ -114,13 +132,13 @@ def train_command(
             help="Probability of JPEG re-compression, quality 30-100 (0: off).",
             rich_help_panel=AUGMENT,
         ),
-    ] = 0.5,
+    ] = 0.3,
     blur: Annotated[
         float,
         typer.Option(
             min=0.0, max=1.0, help="Probability of Gaussian blur, sigma 0-3 (0: off).", rich_help_panel=AUGMENT
         ),
-    ] = 0.5,
+    ] = 0.3,
 ) -> int:
     """Train a real/fake model; pick its threshold on the validation set; save it for 'deepscan scan --model'.
 
@@ -142,6 +160,7 @@ def train_command(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=lr,
+        schedule=schedule.value,
         val_split=val_split,
         patience=patience,
         seed=seed,
