@@ -5,6 +5,10 @@ installed: images are decoded by deepscan's own decode_image; JPEG re-compressio
 are drawn per image ahead of time with Pillow (K random variants each), flips and
 brightness per batch with numpy. Each config is trained with a fixed cosine schedule on
 k-1 folds of train+val and scored on the held-out fold; one JSON line per fold.
+Needs scikit-learn (folds, ROC). The configs and results behind MODEL_CARD.md:
+
+    KERAS_BACKEND=jax python scripts/cv_sweep.py ../shared/data --configs docs/cv_sweep/configs.json --workers 8
+    python scripts/cv_sweep.py docs/cv_sweep/results.jsonl --summary
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from PIL import Image, ImageFilter
 
+from deepscan.evaluate import labelled_images
 from deepscan.model import ARCHITECTURES
 from deepscan.pipeline import decode_image
 
@@ -56,15 +61,6 @@ def variant(job: tuple[np.ndarray, int, float, float]) -> np.ndarray:
 
 def decode(job: tuple[str, int]) -> np.ndarray:
     return decode_image(*job)
-
-
-def labelled(root: Path) -> tuple[list[str], list[int]]:
-    paths, labels = [], []
-    for label, name in enumerate(("real", "fake")):
-        files = sorted(str(p) for p in (root / name).iterdir())
-        paths += files
-        labels += [label] * len(files)
-    return paths, labels
 
 
 def metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -189,8 +185,8 @@ def main() -> None:
         parser.error("--configs is required to run a sweep")
     started = time.perf_counter()
 
-    train_paths, train_labels = labelled(args.data / "train")
-    val_paths, val_labels = labelled(args.data / "val")
+    train_paths, train_labels = labelled_images(str(args.data / "train"))
+    val_paths, val_labels = labelled_images(str(args.data / "val"))
     paths, labels = train_paths + val_paths, np.array(train_labels + val_labels)
     official = np.arange(len(train_paths)), np.arange(len(train_paths), len(paths))
     if args.limit:
@@ -232,6 +228,7 @@ def main() -> None:
                 print(json.dumps(line), flush=True)
         except TimeoutError:
             print("budget spent", flush=True)
+    # Runs still going when the budget is spent are abandoned: a pool cannot cancel a running task.
     for process in workers._processes.values():
         process.kill()
     os._exit(0)

@@ -142,11 +142,12 @@ def train_command(
 ) -> int:
     """Train a real/fake model; pick its threshold on the validation set; save it for 'deepscan scan --model'.
 
-    Beside OUT: OUT's stem + '.history.csv' (metrics per epoch) and, until training
-    ends, + '.training/' (best weights, and the backup --resume continues from).
-    Ctrl-C stops cleanly and saves the best model so far.
+    The defaults are the packaged model's recipe. Beside OUT: OUT's stem + '.history.csv'
+    (metrics and learning rate per epoch) and, until training ends, + '.training/'
+    (weights so far, and the backup --resume continues from). Ctrl-C stops cleanly and
+    saves the model so far (the best one with --schedule plateau).
 
-    Example: deepscan train ../shared/data --out m.keras --epochs 30
+    Example: deepscan train ../shared/data --out m.keras --target-fpr 0.1
     """
     check_destination(out)
     if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
