@@ -172,11 +172,12 @@ def test_train_command_end_to_end(cli, data: Path, tmp_path: Path):
     out = tmp_path / "cli.keras"
     code, stdout, stderr = cli(
         "train", data, "--out", out, "--epochs", "1", "--image-size", str(SIZE), "--batch-size", "8",
-        "--rotation", "0", "--shift", "0", "--val-split", "0.25", "--target-fpr", "0.2",
+        "--rotation", "0", "--shift", "0", "--val-split", "0.25", "--target-fpr", "0.2", "--schedule", "plateau",
     )  # fmt: skip
     assert code == ExitCode.OK and stdout == ""
     assert "epoch 1:" in stderr and "skipped unreadable file" in stderr and f"saved {out}" in stderr
     spec = read_spec(out)
     assert spec.training["config"]["target_fpr"] == 0.2 and spec.training["data"]["val"]["fake"] == 5
+    assert spec.arch == "compact" and spec.training["config"]["schedule"] == "plateau"
     code, _, stderr = cli("train", data, "--out", tmp_path / "x.keras", "--arch", "transformer")
     assert code == ExitCode.USAGE and "transformer" in stderr
