@@ -146,7 +146,7 @@ def _residual(image_size: int | None) -> keras.Model:
     any_size=True,
 )
 def _compact(image_size: int | None) -> keras.Model:
-    """Four stages on a 128 px image: a quarter of residual's work and a receptive field over the whole face."""
+    """Four stages on a 128 px image: a third of residual's multiply-adds, a receptive field over the whole face."""
     return _high_pass_resnet(image_size, (32, 64, 128, 256), "compact")
 
 

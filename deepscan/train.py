@@ -36,6 +36,9 @@ class Augmentation:
     blur: float = 0.3  # probability of Gaussian blur with sigma 0..3 (Wang et al. 2020)
 
 
+SCHEDULES = ("cosine", "plateau")
+
+
 @dataclass
 class TrainConfig:
     arch: str = "compact"
@@ -223,9 +226,11 @@ def train(
     """Train a model on DATA_DIR and save it, with its threshold and recipe, to ``out``.
 
     Artefacts beside ``out``: ``<stem>.history.csv`` (per-epoch metrics) and,
-    while training or after an interruption, ``<stem>.training/`` (best
-    weights and the backup that ``resume`` continues from).
+    while training or after an interruption, ``<stem>.training/`` (the
+    weights kept so far and the backup that ``resume`` continues from).
     """
+    if config.schedule not in SCHEDULES:
+        raise DataError(f"unknown schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})")
     out = Path(out)
     work = out.with_name(f"{out.stem}.training")
     if not config.resume and work.exists():
@@ -279,10 +284,10 @@ def train(
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
-    best_weights = work / "best.weights.h5"  # with cosine, the latest epoch's
+    kept_weights = work / "kept.weights.h5"  # the best epoch's (plateau) or the latest (cosine)
     callbacks = [
         LogLearningRate(),
-        keras.callbacks.ModelCheckpoint(best_weights, "val_loss", save_best_only=not cosine, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(kept_weights, "val_loss", save_best_only=not cosine, save_weights_only=True),
         keras.callbacks.BackupAndRestore(str(work / "backup")),
         keras.callbacks.CSVLogger(str(out.with_name(f"{out.stem}.history.csv")), append=config.resume),
         EpochLine(log),
@@ -308,9 +313,9 @@ def train(
     except INTERRUPTS:
         interrupted = True
         log(f"interrupted: keeping the {'latest' if cosine else 'best'} model so far (continue with --resume)")
-        if not best_weights.exists():
+        if not kept_weights.exists():
             raise
-        model.load_weights(best_weights)
+        model.load_weights(kept_weights)
     epochs_run = _epochs_logged(out)
 
     scored = _score(model, val_ds, len(bad_val))  # the images as trained on: whole, or face crops

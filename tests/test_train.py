@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepscan.errors import ExitCode
+from deepscan.errors import DataError, ExitCode
 from deepscan.model import read_spec
 from deepscan.train import Augmentation, EpochLine, TrainConfig, split_dataset, train
 
@@ -115,6 +115,12 @@ def test_plateau_schedule_stops_at_the_first_worse_epoch(data: Path, tmp_path: P
     losses = [float(row["val_loss"]) for row in rows]
     assert result.epochs_run == len(rows) < 15  # noisy tiny data: val_loss gets worse within a few epochs
     assert int(np.argmin(losses)) == len(losses) - 2  # patience 1: it stopped one epoch after the best
+
+
+def test_an_unknown_schedule_is_refused_before_anything_is_written(data: Path, tmp_path: Path):
+    with pytest.raises(DataError, match="unknown schedule 'linear'"):
+        train(data, tmp_path / "m.keras", TrainConfig(schedule="linear"), log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_training_keeps_a_model_and_resume_continues_the_schedule(data: Path, tmp_path: Path, monkeypatch):
