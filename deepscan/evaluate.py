@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,7 +14,10 @@ from deepscan.discovery import find_images
 from deepscan.errors import DataError, DeepscanError
 from deepscan.model import CLASS_NAMES, Detector
 from deepscan.pipeline import Perturbation, blurred, recompressed
-from deepscan.scan import DEFAULT_BATCH_SIZE, resolve_threshold, scan_batches
+from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold, scan_batches
+
+if TYPE_CHECKING:
+    from deepscan.faces import FaceFinder
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -140,12 +144,17 @@ def score_labelled(
     detector: Detector,
     batch_size: int = DEFAULT_BATCH_SIZE,
     perturb: Perturbation | None = None,
+    faces: FaceFinder | None = None,
 ) -> ScoredSet:
-    """Score labelled images with the scan pipeline; unreadable files are counted, not scored."""
+    """Score labelled images as scan does; unreadable files are counted, not scored.
+
+    With ``faces``, as ``scan --faces`` does: a file's score is that of its most
+    suspicious face (the whole image where none is found).
+    """
     label_of = dict(zip(paths, labels, strict=True))
     scores, truth, unreadable = [], [], 0
     started = time.perf_counter()
-    for rows in scan_batches(paths, detector, batch_size=batch_size, perturb=perturb):
+    for rows in _file_rows(paths, detector, batch_size, perturb, faces):
         for row in rows:
             if row.score is None:
                 unreadable += 1
@@ -153,6 +162,21 @@ def score_labelled(
                 scores.append(row.score)
                 truth.append(label_of[row.path])
     return ScoredSet(np.array(scores), np.array(truth, bool), unreadable, time.perf_counter() - started)
+
+
+def _file_rows(
+    paths: list[str], detector: Detector, batch_size: int, perturb: Perturbation | None, faces: FaceFinder | None
+) -> Iterator[list[ScanRow]]:
+    """One row per file, a batch at a time."""
+    if faces is None:
+        yield from scan_batches(paths, detector, batch_size=batch_size, perturb=perturb)
+        return
+    if perturb is not None:
+        raise DeepscanError("face mode does not take perturbations (robustness is measured on whole images)")
+    from deepscan.faces import file_verdicts, scan_faces
+
+    for rows in scan_faces(paths, detector, faces, batch_size=batch_size):
+        yield [verdict.row for verdict in file_verdicts(rows)]
 
 
 def report_card(scored: ScoredSet, threshold: float) -> Evaluation:

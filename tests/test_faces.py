@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,33 @@ def test_bounds_on_faces(cli, photos: Path):
 
 def test_faces_refuses_cache_and_resume(cli, photos: Path, tmp_path: Path):
     code, _, err = cli("scan", photos, "--faces", "--cache", tmp_path / "c.db")
+    assert code == ExitCode.USAGE and "--faces" in err
+
+
+def test_evaluate_faces_scores_each_file_by_its_most_suspicious_face(cli, photos: Path, tiny_model, tmp_path: Path):
+    labelled = tmp_path / "labelled"
+    for label, names in (
+        ("real", ["astronaut.png", "noise.png"]),
+        ("fake", ["padded.png", "turned.jpg", "broken.jpg"]),
+    ):
+        (labelled / label).mkdir(parents=True)
+        for name in names:
+            (labelled / label / name).write_bytes((photos / name).read_bytes())
+    _, out, _ = cli("scan", labelled, "--faces", "--model", tiny_model, "--format", "jsonl", "-q")
+    best: dict[str, float] = {}
+    for row in map(json.loads, out.splitlines()):
+        if row["score"] is not None:
+            best[row["path"]] = max(best.get(row["path"], 0.0), row["score"])
+    cut = float(np.median(list(best.values())))  # between two files' scores: half are flagged
+    code, out, _ = cli("evaluate", labelled, "--faces", "--model", tiny_model, "--threshold", str(cut), "-f", "json")
+    card = json.loads(out)
+    assert code == ExitCode.OK and card["faces"] is True
+    assert card["images"] == len(best) == 4 and card["unreadable"] == 1
+    fakes = {path for path in best if "/fake/" in path}
+    flagged = {path for path, score in best.items() if score >= cut}
+    assert card["confusion"]["fake"]["fake"] == len(flagged & fakes)
+    assert card["confusion"]["real"]["fake"] == len(flagged - fakes)
+    code, _, err = cli("evaluate", labelled, "--faces", "--robustness")
     assert code == ExitCode.USAGE and "--faces" in err
 
 

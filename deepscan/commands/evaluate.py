@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deepscan.errors import DeepscanError
 from deepscan.evaluate import Evaluation, RobustnessRow
 from deepscan.model import CLASS_NAMES
 
@@ -55,6 +56,16 @@ def evaluate_command(
     plot: Annotated[
         Path | None, typer.Option(help="Draw the ROC curve, score histograms (and robustness) to this PNG.")
     ] = None,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces",
+            help="Score as 'scan --faces' does: each file by its most suspicious face (needs deepscan[faces]).",
+        ),
+    ] = False,
+    face_margin: Annotated[
+        float, typer.Option(min=0.0, help="With --faces: margin around each face, as a fraction of its size.")
+    ] = 0.25,
 ) -> None:
     """Score DATA_DIR/real and DATA_DIR/fake and report accuracy, ROC AUC and the confusion matrix.
 
@@ -65,14 +76,21 @@ def evaluate_command(
     from deepscan.report import check_destination, write_atomically
     from deepscan.scan import resolve_threshold
 
+    if faces and robust:
+        raise DeepscanError("--robustness measures whole images; it does not combine with --faces")
     for destination in (out, plot):
         check_destination(destination)
     detector = load_model(model, trust=trust_model)
+    finder = None
+    if faces:
+        from deepscan.faces import FaceFinder
+
+        finder = FaceFinder(margin=face_margin)
     paths, labels = labelled_images(str(data_dir))
-    scored = score_labelled(paths, labels, detector, batch_size)
+    scored = score_labelled(paths, labels, detector, batch_size, faces=finder)
     card = report_card(scored, resolve_threshold(threshold, detector.spec))
     table = robustness(paths, labels, detector, threshold=threshold, batch_size=batch_size) if robust else []
-    figures = {"model": str(detector.path), "data": str(data_dir), **card.to_dict()}
+    figures = {"model": str(detector.path), "data": str(data_dir), "faces": faces, **card.to_dict()}
     if robust:
         figures["robustness"] = [asdict(row) for row in table]
     if plot is not None:
@@ -83,7 +101,8 @@ def evaluate_command(
         typer.echo(json.dumps(figures, indent=2))
         return
     console = Console()
-    render_card(card, console, title=f"{detector.path.name} on {data_dir}")
+    mode = " (each file by its most suspicious face)" if faces else ""
+    render_card(card, console, title=f"{detector.path.name} on {data_dir}{mode}")
     if table:
         render_robustness(table, console)
 
