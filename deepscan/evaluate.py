@@ -145,16 +145,17 @@ def score_labelled(
     batch_size: int = DEFAULT_BATCH_SIZE,
     perturb: Perturbation | None = None,
     faces: FaceFinder | None = None,
+    whole: Detector | None = None,
 ) -> ScoredSet:
     """Score labelled images as scan does; unreadable files are counted, not scored.
 
     With ``faces``, as ``scan --faces`` does: a file's score is that of its most
-    suspicious face (the whole image where none is found).
+    suspicious face, or of the whole image, by ``whole`` if given, where none is found.
     """
     label_of = dict(zip(paths, labels, strict=True))
     scores, truth, unreadable = [], [], 0
     started = time.perf_counter()
-    for rows in _file_rows(paths, detector, batch_size, perturb, faces):
+    for rows in _file_rows(paths, detector, batch_size, perturb, faces, whole):
         for row in rows:
             if row.score is None:
                 unreadable += 1
@@ -165,7 +166,12 @@ def score_labelled(
 
 
 def _file_rows(
-    paths: list[str], detector: Detector, batch_size: int, perturb: Perturbation | None, faces: FaceFinder | None
+    paths: list[str],
+    detector: Detector,
+    batch_size: int,
+    perturb: Perturbation | None,
+    faces: FaceFinder | None,
+    whole: Detector | None,
 ) -> Iterator[list[ScanRow]]:
     """One row per file, a batch at a time."""
     if faces is None:
@@ -175,7 +181,7 @@ def _file_rows(
         raise DeepscanError("face mode does not take perturbations (robustness is measured on whole images)")
     from deepscan.faces import file_verdicts, scan_faces
 
-    for rows in scan_faces(paths, detector, faces, batch_size=batch_size):
+    for rows in scan_faces(paths, detector, faces, whole=whole, batch_size=batch_size):
         yield [verdict.row for verdict in file_verdicts(rows)]
 
 

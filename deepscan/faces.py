@@ -156,6 +156,7 @@ def scan_faces(
     detector: Detector,
     finder: FaceFinder,
     *,
+    whole: Detector | None = None,
     threshold: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     save_crops: Path | None = None,
@@ -164,10 +165,12 @@ def scan_faces(
 
     Decoding runs in parallel in tf.data; MTCNN sees a list of images per
     call; the crops of a batch go through the model together. A file with
-    no face gives one row scored on the whole image (face None).
+    no face gives one row scored on the whole image (face None), by
+    ``whole`` (default: ``detector``) at its own threshold.
     """
     tf = tensorflow()
-    size, cut = detector.spec.image_size, resolve_threshold(threshold, detector.spec)
+    whole = whole or detector
+    face_cut, whole_cut = (resolve_threshold(threshold, model.spec) for model in (detector, whole))
     for chunk in _decoded_chunks(tf, paths, max(1, batch_size // 4)):
         pending, images = [], []
         for path, image in chunk:
@@ -175,26 +178,42 @@ def scan_faces(
             if not isinstance(image, str):
                 images.append(image)
         found = iter(finder.find(images))
-        crops: list[np.ndarray] = []
+        face_crops: list[np.ndarray] = []
+        whole_crops: list[np.ndarray] = []
         readable = iter(images)
         for item in pending:
             if item.error:
                 continue
             image, item.faces = next(readable), next(found)
-            crops += [finder.crop(image, face, size) for face in item.faces or [None]]
-        scores = iter(detector.predict(np.stack(crops)) if crops else [])
+            if item.faces:
+                face_crops += [finder.crop(image, face, detector.spec.image_size) for face in item.faces]
+            else:
+                whole_crops.append(finder.crop(image, None, whole.spec.image_size))
+        face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
         rows: list[FaceRow] = []
+        scored_crops: list[np.ndarray] = []
         for item in pending:
             if item.error:
                 rows.append(FaceRow(ScanRow(item.path, error=item.error)))
                 continue
-            for index, face in enumerate(item.faces or [None]):
-                score = float(next(scores))
-                row = ScanRow(item.path, score, detector.spec.label(score, cut))
-                rows.append(FaceRow(row) if face is None else FaceRow(row, index, face.box, face.confidence))
+            if not item.faces:
+                crop, score = next(whole_scores)
+                rows.append(FaceRow(ScanRow(item.path, score, whole.spec.label(score, whole_cut))))
+                scored_crops.append(crop)
+            for index, face in enumerate(item.faces):
+                crop, score = next(face_scores)
+                row = ScanRow(item.path, score, detector.spec.label(score, face_cut))
+                rows.append(FaceRow(row, index, face.box, face.confidence))
+                scored_crops.append(crop)
         if save_crops is not None:
-            _save_crops(save_crops, rows, crops)
+            _save_crops(save_crops, rows, scored_crops)
         yield rows
+
+
+def _scored(crops: list[np.ndarray], detector: Detector) -> Iterator[tuple[np.ndarray, float]]:
+    """(crop, score) pairs, the crops scored together."""
+    scores = detector.predict(np.stack(crops)) if crops else []
+    return zip(crops, map(float, scores), strict=True)
 
 
 def _decoded_chunks(tf: ModuleType, paths: Iterable[str], chunk: int) -> Iterator[list[tuple[str, WorkingImage | str]]]:

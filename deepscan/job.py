@@ -37,6 +37,7 @@ class ScanJob:
     previous: dict[str, ScanRow] = field(default_factory=dict)
     cache: ScoreCache | None = None
     finder: FaceFinder | None = None
+    whole_model_path: Path | None = None  # face mode: scores the files without a face (default: model_path)
     save_crops: Path | None = None
 
     def __post_init__(self) -> None:
@@ -49,6 +50,7 @@ class ScanJob:
                 images,
                 self._load(),
                 self.finder,
+                whole=self._load(self.whole_model_path) if self.whole_model_path else None,
                 threshold=self.threshold,
                 batch_size=self.batch_size,
                 save_crops=self.save_crops,
@@ -63,6 +65,12 @@ class ScanJob:
                     self.cache.store(row)
             yield ScanBatch([(row, {}) for row in rows], [FileVerdict(row, 0) for row in rows])
 
+    def scored_by(self, face_columns: dict[str, Any]) -> Path:
+        """The model file that scored a row (in face mode, files without a face may have their own)."""
+        if self.whole_model_path is not None and face_columns.get("face") is None:
+            return self.whole_model_path
+        return self.model_path
+
     def _reuse(self, path: str) -> ScanRow | None:
         if path in self.previous:
             return self.previous[path]
@@ -72,6 +80,7 @@ class ScanJob:
         score, error = hit
         return ScanRow(path, score, self.spec.label(score, self.cut) if score is not None else "", error)
 
-    def _load(self) -> Detector:
-        log.info("loading model %s", self.model_path)
-        return load_model(self.model_path, trust=self.trust_model)
+    def _load(self, path: Path | None = None) -> Detector:
+        path = path or self.model_path
+        log.info("loading model %s", path)
+        return load_model(path, trust=self.trust_model)

@@ -193,9 +193,9 @@ def _high_pass_resnet(image_size: int | None, widths: tuple[int, ...], name: str
 # --- saving and loading ----------------------------------------------------
 
 
-def default_model_path() -> Path:
-    """The model shipped inside the package."""
-    return Path(str(resources.files("deepscan") / "models" / "default.keras"))
+def default_model_path(faces: bool = False) -> Path:
+    """A model shipped inside the package: for whole images, or (``faces``) for the face crops of --faces."""
+    return Path(str(resources.files("deepscan") / "models" / ("faces.keras" if faces else "default.keras")))
 
 
 def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:

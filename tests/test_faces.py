@@ -133,6 +133,32 @@ def test_evaluate_faces_scores_each_file_by_its_most_suspicious_face(cli, photos
     assert code == ExitCode.USAGE and "--faces" in err
 
 
+def test_face_mode_uses_the_packaged_face_crop_model(cli, photos: Path, tmp_path: Path):
+    code, out, _ = cli("info", "--faces", "--json")
+    assert code == ExitCode.OK and json.loads(out)["training"]["input"] == "face crops (as scan --faces)"
+    summary = tmp_path / "summary.json"
+    code, _, _ = cli("scan", photos / "astronaut.png", "--faces", "-q", "--summary-json", summary)
+    assert code == ExitCode.OK and json.loads(summary.read_text())["model"].startswith("faces.keras@")
+    figures = json.loads(summary.read_text())
+    assert code == ExitCode.OK and figures["whole_image_model"].startswith("default.keras@")
+    code, _, _ = cli("scan", photos / "astronaut.png", "-q", "--summary-json", summary)
+    assert code == ExitCode.OK and json.loads(summary.read_text())["model"].startswith("default.keras@")
+
+
+def test_in_face_mode_files_without_a_face_go_to_the_whole_image_model(cli, photos: Path):
+    from deepscan.model import default_model_path, read_spec
+
+    pair = (photos / "astronaut.png", photos / "noise.png")
+    code, out, _ = cli("scan", *pair, "--faces", "-q", "--columns", "model", "--format", "jsonl")
+    rows = {Path(row["path"]).name: row for row in map(json.loads, out.splitlines())}
+    assert code == ExitCode.OK
+    assert rows["astronaut.png"]["face"] == 0 and rows["astronaut.png"]["model"].startswith("faces.keras@")
+    noise = rows["noise.png"]
+    assert noise["face"] is None and noise["model"].startswith("default.keras@")
+    whole_threshold = read_spec(default_model_path()).threshold
+    assert noise["label"] == ("fake" if noise["score"] >= whole_threshold else "real")
+
+
 def test_a_missing_detector_is_a_clear_error(monkeypatch):
     from deepscan.faces import FaceFinder
 

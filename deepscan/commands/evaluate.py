@@ -31,7 +31,13 @@ def evaluate_command(
     ],
     model: Annotated[
         Path | None,
-        typer.Option("--model", "-m", exists=True, dir_okay=False, help="Model file (default: the packaged model)."),
+        typer.Option(
+            "--model",
+            "-m",
+            exists=True,
+            dir_okay=False,
+            help="Model file (default: the packaged model; with --faces, the packaged face-crop model).",
+        ),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Decision threshold (default: the model's).")
@@ -72,7 +78,7 @@ def evaluate_command(
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
     """
     from deepscan.evaluate import labelled_images, plot_card, report_card, robustness, score_labelled
-    from deepscan.model import load_model
+    from deepscan.model import default_model_path, load_model
     from deepscan.report import check_destination, write_atomically
     from deepscan.scan import resolve_threshold
 
@@ -80,14 +86,16 @@ def evaluate_command(
         raise DeepscanError("--robustness measures whole images; it does not combine with --faces")
     for destination in (out, plot):
         check_destination(destination)
-    detector = load_model(model, trust=trust_model)
-    finder = None
+    detector = load_model(model or default_model_path(faces), trust=trust_model)
+    finder, whole = None, None
     if faces:
         from deepscan.faces import FaceFinder
 
         finder = FaceFinder(margin=face_margin)
+        if model is None:  # as scan --faces: files without a face go to the whole-image model
+            whole = load_model(default_model_path())
     paths, labels = labelled_images(str(data_dir))
-    scored = score_labelled(paths, labels, detector, batch_size, faces=finder)
+    scored = score_labelled(paths, labels, detector, batch_size, faces=finder, whole=whole)
     card = report_card(scored, resolve_threshold(threshold, detector.spec))
     table = robustness(paths, labels, detector, threshold=threshold, batch_size=batch_size) if robust else []
     figures = {"model": str(detector.path), "data": str(data_dir), "faces": faces, **card.to_dict()}

@@ -25,12 +25,15 @@ def info_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored spec as JSON on stdout.")] = False,
+    faces: Annotated[
+        bool, typer.Option("--faces", help="Without MODEL: the packaged face-crop model that --faces uses.")
+    ] = False,
 ) -> None:
     """Show a model's input contract and training recipe, without loading TensorFlow.
 
     Example: deepscan info runs/m.keras
     """
-    path = model or default_model_path()
+    path = model or default_model_path(faces)
     spec = read_spec(path)
     if as_json:
         typer.echo(spec.to_json())

@@ -126,7 +126,8 @@ def scan_command(
             "-m",
             exists=True,
             dir_okay=False,
-            help="A model file written by 'deepscan train' (default: the packaged model).",
+            help="A model file written by 'deepscan train' (default: the packaged model; with --faces, the packaged "
+            "face-crop model).",
             rich_help_panel=MODEL,
         ),
     ] = None,
@@ -212,7 +213,9 @@ def scan_command(
     inputs = _inputs(paths or [], files_from, null)
     images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
 
-    model_path = model or default_model_path()
+    model_path = model or default_model_path(faces)
+    # Packaged models: in face mode, a file without a face is scored by the whole-image model.
+    whole_model_path = default_model_path() if faces and model is None else None
     job = ScanJob(
         model_path,
         threshold=threshold,
@@ -221,9 +224,11 @@ def scan_command(
         previous=read_report(out, fmt) if resume and out is not None and out.exists() else {},
         cache=_open_cache(cache, model_path),
         finder=FaceFinder(min_face_size, max_faces, face_margin) if faces else None,
+        whole_model_path=whole_model_path,
         save_crops=save_crops,
     )
-    summary = Summary(found=len(images), threshold=job.cut, model=model_path.name, faces=0 if faces else None)
+    model_name = model_path.name + (f" (no face: {whole_model_path.name})" if whole_model_path else "")
+    summary = Summary(found=len(images), threshold=job.cut, model=model_name, faces=0 if faces else None)
     progress = Progress(
         TextColumn("scanning"),
         BarColumn(),
@@ -243,6 +248,8 @@ def scan_command(
         code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
         if summary_json is not None:
             figures = {**summary.to_dict(), "model": model_identity(model_path), "interrupted": interrupted}
+            if whole_model_path is not None:
+                figures["whole_image_model"] = model_identity(whole_model_path)
             write_atomically(summary_json, json.dumps({**figures, "exit_code": int(code)}, indent=2) + "\n")
         return code
 
@@ -253,7 +260,8 @@ def scan_command(
             for batch in job.run(images):
                 for row, face_columns in batch.rows:
                     digest = job.cache.digest(row.path) if job.cache is not None else None
-                    report.write(row, {**face_columns, **provenance(row.path, extra_columns, model_path, digest)})
+                    scorer = job.scored_by(face_columns)
+                    report.write(row, {**face_columns, **provenance(row.path, extra_columns, scorer, digest)})
                 for verdict in batch.verdicts:
                     summary.add(verdict.row, faces=verdict.faces)
                     if verdict.row.error:
