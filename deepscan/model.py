@@ -198,6 +198,11 @@ def default_model_path(faces: bool = False) -> Path:
     return Path(str(resources.files("deepscan") / "models" / ("faces.keras" if faces else "default.keras")))
 
 
+def packaged_models(faces: bool) -> tuple[Path, Path | None]:
+    """The packaged model for a mode and, in face mode, the whole-image one for files without a face."""
+    return default_model_path(faces), default_model_path() if faces else None
+
+
 def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
     """Save weights and architecture (no optimizer state) plus the spec, atomically."""
     tensorflow()

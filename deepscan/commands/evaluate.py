@@ -78,7 +78,7 @@ def evaluate_command(
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
     """
     from deepscan.evaluate import labelled_images, plot_card, report_card, robustness, score_labelled
-    from deepscan.model import default_model_path, load_model
+    from deepscan.model import load_model, packaged_models
     from deepscan.report import check_destination, write_atomically
     from deepscan.scan import resolve_threshold
 
@@ -86,14 +86,14 @@ def evaluate_command(
         raise DeepscanError("--robustness measures whole images; it does not combine with --faces")
     for destination in (out, plot):
         check_destination(destination)
-    detector = load_model(model or default_model_path(faces), trust=trust_model)
-    finder, whole = None, None
+    model_path, whole_path = (model, None) if model else packaged_models(faces)
+    detector = load_model(model_path, trust=trust_model)
+    whole = load_model(whole_path) if whole_path else None
+    finder = None
     if faces:
         from deepscan.faces import FaceFinder
 
         finder = FaceFinder(margin=face_margin)
-        if model is None:  # as scan --faces: files without a face go to the whole-image model
-            whole = load_model(default_model_path())
     paths, labels = labelled_images(str(data_dir))
     scored = score_labelled(paths, labels, detector, batch_size, faces=finder, whole=whole)
     card = report_card(scored, resolve_threshold(threshold, detector.spec))

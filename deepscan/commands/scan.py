@@ -17,7 +17,7 @@ from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.faces import FACE_COLUMNS, FaceFinder
 from deepscan.job import ScanJob
-from deepscan.model import default_model_path
+from deepscan.model import packaged_models
 from deepscan.provenance import PROVENANCE_COLUMNS, model_identity, provenance
 from deepscan.report import (
     COLUMNS,
@@ -213,9 +213,7 @@ def scan_command(
     inputs = _inputs(paths or [], files_from, null)
     images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
 
-    model_path = model or default_model_path(faces)
-    # Packaged models: in face mode, a file without a face is scored by the whole-image model.
-    whole_model_path = default_model_path() if faces and model is None else None
+    model_path, whole_model_path = (model, None) if model else packaged_models(faces)
     job = ScanJob(
         model_path,
         threshold=threshold,
