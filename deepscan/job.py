@@ -65,9 +65,9 @@ class ScanJob:
                     self.cache.store(row)
             yield ScanBatch([(row, {}) for row in rows], [FileVerdict(row, 0) for row in rows])
 
-    def scored_by(self, face_columns: dict[str, Any]) -> Path:
-        """The model file that scored a row (in face mode, files without a face may have their own)."""
-        if self.whole_model_path is not None and face_columns.get("face") is None:
+    def scored_by(self, row: ScanRow, face_columns: dict[str, Any]) -> Path:
+        """The model file of a row (in face mode, readable files without a face may have their own)."""
+        if self.whole_model_path is not None and face_columns.get("face") is None and not row.error:
             return self.whole_model_path
         return self.model_path
 

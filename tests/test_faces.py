@@ -148,10 +148,11 @@ def test_face_mode_uses_the_packaged_face_crop_model(cli, photos: Path, tmp_path
 def test_in_face_mode_files_without_a_face_go_to_the_whole_image_model(cli, photos: Path):
     from deepscan.model import default_model_path, read_spec
 
-    pair = (photos / "astronaut.png", photos / "noise.png")
-    code, out, _ = cli("scan", *pair, "--faces", "-q", "--columns", "model", "--format", "jsonl")
+    trio = (photos / "astronaut.png", photos / "noise.png", photos / "broken.jpg")
+    code, out, _ = cli("scan", *trio, "--faces", "-q", "--columns", "model", "--format", "jsonl")
     rows = {Path(row["path"]).name: row for row in map(json.loads, out.splitlines())}
-    assert code == ExitCode.OK
+    assert code == ExitCode.UNREADABLE
+    assert rows["broken.jpg"]["model"].startswith("faces.keras@")  # no model scored it: the run's own is named
     assert rows["astronaut.png"]["face"] == 0 and rows["astronaut.png"]["model"].startswith("faces.keras@")
     noise = rows["noise.png"]
     assert noise["face"] is None and noise["model"].startswith("default.keras@")

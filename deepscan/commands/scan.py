@@ -258,7 +258,7 @@ def scan_command(
             for batch in job.run(images):
                 for row, face_columns in batch.rows:
                     digest = job.cache.digest(row.path) if job.cache is not None else None
-                    scorer = job.scored_by(face_columns)
+                    scorer = job.scored_by(row, face_columns)
                     report.write(row, {**face_columns, **provenance(row.path, extra_columns, scorer, digest)})
                 for verdict in batch.verdicts:
                     summary.add(verdict.row, faces=verdict.faces)
