@@ -36,7 +36,7 @@ from PIL import Image
 from deepscan.model import ARCHITECTURES, Detector, build_model, load_model, save_model
 from deepscan.pipeline import image_batches
 from deepscan.runtime import tensorflow
-from deepscan.scan import DEFAULT_BATCH_SIZE
+from deepscan.scorers import DEFAULT_BATCH_SIZE
 
 # Share of each kind of file in the generated mix: (name, width, height, format).
 KINDS = {
@@ -154,18 +154,18 @@ def per_image_baseline(detector: Detector, paths: list[str]) -> float:
 
 
 def face_mode_rate(detector: Detector, paths: list[str], batch_size: int) -> float | None:
-    """Images/s of face mode (decode, MTCNN, crops, model) in-process; None without mtcnn."""
-    try:
-        from deepscan.faces import FaceFinder, scan_faces
+    """Images/s of face mode (decode, MTCNN, crops, model) in-process, as the scan job runs it; None without mtcnn."""
+    from deepscan.faces import FaceSettings
+    from deepscan.job import ScanJob, ScanSettings
 
-        finder = FaceFinder()
+    try:
+        settings = ScanSettings(model=detector.path, faces=FaceSettings(), batch_size=batch_size)
     except Exception:
         return None
 
     def work() -> int:
-        return sum(
-            len({row.row.path for row in rows}) for rows in scan_faces(paths, detector, finder, batch_size=batch_size)
-        )
+        with ScanJob(settings) as job:
+            return sum(len(files) for files in job.run(paths))
 
     return rate(*timed(work))
 

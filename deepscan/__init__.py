@@ -12,7 +12,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from deepscan.discovery import find_images
+from deepscan.faces import FaceSettings
+from deepscan.job import ScanJob, ScanSettings, scan
 from deepscan.model import Detector, ModelSpec, load_model
-from deepscan.scan import ScanRow, scan
+from deepscan.record import Record
 
-__all__ = ["Detector", "ModelSpec", "ScanRow", "__version__", "find_images", "load_model", "scan"]
+__all__ = [
+    "Detector",
+    "FaceSettings",
+    "ModelSpec",
+    "Record",
+    "ScanJob",
+    "ScanSettings",
+    "__version__",
+    "find_images",
+    "load_model",
+    "scan",
+]

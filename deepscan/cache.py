@@ -1,76 +1,107 @@
-"""A SQLite cache of scores keyed by file content and model, for cheap re-audits (--cache)."""
+"""A SQLite cache of a file's records keyed by its content and the scorer, for cheap re-audits (--cache).
+
+A cache must never cost a report: if it cannot be opened, read or written
+(a full or read-only disk, a corrupt file, another scan holding a lock too
+long), the scan goes on without it and says so once on stderr.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-from deepscan.errors import OutputError
-from deepscan.pipeline import describe_read_error
-from deepscan.provenance import file_digest
-from deepscan.scan import ScanRow
+from deepscan.record import Record
+
+log = logging.getLogger("deepscan")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS scores (
-    sha256 TEXT NOT NULL,      -- of the file's bytes
-    model TEXT NOT NULL,       -- model_identity(): name and sha256 of the model file
-    score REAL,                -- probability of fake; NULL when the file could not be decoded
-    error TEXT NOT NULL,       -- why it could not be decoded; '' when scored
-    PRIMARY KEY (sha256, model)
+CREATE TABLE IF NOT EXISTS results (
+    sha256 TEXT NOT NULL,   -- of the file's bytes, hashed from the very bytes that were decoded
+    scorer TEXT NOT NULL,   -- Scorer.cache_key: the model(s) and settings the records depend on
+    records TEXT NOT NULL,  -- JSON list: score, error, model, face, box, face_confidence of each record
+    PRIMARY KEY (sha256, scorer)
 )
 """
+FIELDS = ("score", "error", "model", "face", "box", "face_confidence")
+BUSY_TIMEOUT_S = 30.0
 
 
 class ScoreCache:
-    """Scores (or decode errors) of file contents under one model.
+    """The records of file contents under one scorer.
 
-    A renamed or copied file hits; a changed file, or any other model, misses.
-    Files that cannot even be read are never cached.
+    A renamed or copied file hits; a changed file, or another model or face
+    setting, misses. Only decoded content is stored: a file that could not
+    be read at all is never cached. Writes are short transactions, one per
+    batch, so scores are kept as they come and scans can share a cache.
     """
 
-    def __init__(self, path: Path, model: str) -> None:
-        self.model = model
+    def __init__(self, path: Path, scorer: str) -> None:
+        self.path, self.scorer = path, scorer
         self.hits = self.misses = 0
-        self._digests: dict[str, str] = {}
-        self._missed: set[str] = set()  # paths to store once scored
+        self._lock = threading.Lock()  # lookups come from the decoding thread, writes from the job's
+        self._db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(path)
+            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             self._db.execute(SCHEMA)
+            self._db.commit()
         except sqlite3.Error as err:
-            raise OutputError(f"cannot use cache {path}: {err}") from None
+            self._give_up(err)
 
-    def digest(self, path: str) -> str | None:
-        """The content hash this cache computed for ``path``, if any."""
-        return self._digests.get(path)
+    @property
+    def usable(self) -> bool:
+        return self._db is not None
 
-    def lookup(self, path: str) -> tuple[float | None, str] | None:
-        """(score, error) for the file's current content, or None on a miss.
-
-        A file that cannot be read gives (None, reason) and is not cached.
-        """
-        try:
-            digest = file_digest(path)
-        except OSError as err:
-            return None, describe_read_error(err)
-        self._digests[path] = digest
-        found = self._db.execute(
-            "SELECT score, error FROM scores WHERE sha256 = ? AND model = ?", (digest, self.model)
-        ).fetchone()
+    def lookup(self, path: str, digest: str) -> list[Record] | None:
+        """The cached records of this content, relabelled with ``path``; None on a miss."""
+        with self._lock:
+            if self._db is None:
+                return None
+            try:
+                found = self._db.execute(
+                    "SELECT records FROM results WHERE sha256 = ? AND scorer = ?", (digest, self.scorer)
+                ).fetchone()
+            except sqlite3.Error as err:
+                self._give_up(err)
+                return None
         if found is None:
             self.misses += 1
-            self._missed.add(path)
             return None
         self.hits += 1
-        return found[0], found[1]
+        return [_record(path, values) for values in json.loads(found[0])]
 
-    def store(self, row: ScanRow) -> None:
-        """Remember a freshly scored row; rows that came from the cache, or never asked it, are skipped."""
-        if row.path in self._missed:
-            digest = self._digests[row.path]
-            self._db.execute(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", (digest, self.model, row.score, row.error)
-            )
+    def store(self, entries: Iterable[tuple[str, list[Record]]]) -> None:
+        """Keep (digest, records) pairs, in one short transaction."""
+        rows = [(digest, self.scorer, json.dumps([_values(r) for r in records])) for digest, records in entries]
+        with self._lock:
+            if self._db is None or not rows:
+                return
+            try:
+                with self._db:
+                    self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", rows)
+            except sqlite3.Error as err:
+                self._give_up(err)
 
     def close(self) -> None:
-        self._db.commit()
-        self._db.close()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _give_up(self, err: sqlite3.Error) -> None:
+        log.warning("cache %s cannot be used (%s): scanning without it", self.path, err)
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+
+def _values(record: Record) -> dict[str, object]:
+    return {name: getattr(record, name) for name in FIELDS}
+
+
+def _record(path: str, values: dict[str, object]) -> Record:
+    box = values.get("box")
+    return Record(path, **{**values, "box": tuple(box) if box else None})  # type: ignore[arg-type]

@@ -17,17 +17,22 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from deepscan import __version__
 from deepscan.errors import DeepscanError, ExitCode, OutputClosed, Terminated
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 every file scored; 2 usage error (bad option, input, model or output path); "
+    "Exit codes: 0 every file scored (or no image found: a warning says so); "
+    "2 usage error (bad option, input, model or output path); "
     "3 some files could not be scored (see their error rows); 4 a fake budget was exceeded "
     "(--fail-on-fake, --max-fake, --max-fake-fraction; wins over 3); 130 interrupted (Ctrl-C); "
     "143 terminated (SIGTERM); 141 stdout closed by its reader (| head)."
 )
+
+
+GLOBAL_FLAGS = ("-v", "--verbose")
+GLOBAL_VALUED = ("--log-level",)
 
 
 class DeepscanGroup(TyperGroup):
@@ -35,6 +40,7 @@ class DeepscanGroup(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra["standalone_mode"] = False
+        args = _hoisted(list(sys.argv[1:] if args is None else args), set(self.commands))
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             code = super().main(args, prog_name or "deepscan", **extra)
@@ -52,6 +58,59 @@ class DeepscanGroup(TyperGroup):
         finally:
             signal.signal(signal.SIGTERM, previous)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _hoisted(args: list[str], commands: set[str]) -> list[str]:
+    """Move global options given after the command (``deepscan scan x -v``) in front of it, where Typer reads them.
+
+    Nothing after ``--`` moves: there, ``-v`` is a path.
+    """
+    position = next((i for i, arg in enumerate(args) if arg in commands), None)
+    if position is None:
+        return args
+    before, after, moved = args[: position + 1], [], []
+    rest = iter(args[position + 1 :])
+    for arg in rest:
+        if arg == "--":
+            after += [arg, *rest]
+            break
+        if arg in GLOBAL_FLAGS or arg.startswith(tuple(f"{name}=" for name in GLOBAL_VALUED)):
+            moved.append(arg)
+        elif arg in GLOBAL_VALUED:
+            moved += [arg, next(rest, "")]
+        else:
+            after.append(arg)
+    return moved + before + after
+
+
+class DeepscanCommand(TyperCommand):
+    """Help that reads like a manual: FILE, N, TEXT for values, nothing for flags (not <bool>, <list[str]>)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            label = _metavar(param)
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # the name says it
+            elif label is not None and param.metavar is None:
+                param.metavar = label
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+def _metavar(param: Any) -> str | None:
+    descriptor = param.type_descriptor
+    if getattr(param, "is_flag", False):
+        return ""
+    if descriptor.is_choice:
+        return None  # Typer lists the choices
+    if descriptor.is_path:
+        return descriptor.path_type.upper()
+    return {int: "N", float: "NUMBER"}.get(descriptor.annotation, "TEXT")
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -99,7 +158,10 @@ def main_options(
     ] = False,
     log_level: Annotated[LogLevel, typer.Option(help="Messages on stderr from this level up.")] = LogLevel.warning,
 ) -> None:
-    """Audit folders of images for deepfakes and AI-generated content."""
+    """Audit folders of images for deepfakes and AI-generated content.
+
+    -v and --log-level may also follow the command: deepscan scan ./photos -v
+    """
     level = logging.INFO if verbose and log_level is LogLevel.warning else getattr(logging, log_level.value.upper())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("deepscan: %(levelname)s: %(message)s"))
@@ -112,10 +174,10 @@ def main_options(
 def _register_commands() -> None:
     from deepscan.commands import evaluate, info, scan, train
 
-    app.command("scan", epilog=EXIT_CODES_HELP)(scan.scan_command)
-    app.command("train")(train.train_command)
-    app.command("evaluate")(evaluate.evaluate_command)
-    app.command("info")(info.info_command)
+    app.command("scan", cls=DeepscanCommand, epilog=EXIT_CODES_HELP)(scan.scan_command)
+    app.command("train", cls=DeepscanCommand)(train.train_command)
+    app.command("evaluate", cls=DeepscanCommand)(evaluate.evaluate_command)
+    app.command("info", cls=DeepscanCommand)(info.info_command)
 
 
 _register_commands()

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from deepscan.discovery import find_images
 from deepscan.errors import DataError, DeepscanError
-from deepscan.model import CLASS_NAMES, Detector
-from deepscan.pipeline import Perturbation, blurred, recompressed
-from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold, scan_batches
-
-if TYPE_CHECKING:
-    from deepscan.faces import FaceFinder
+from deepscan.job import ScanJob, ScanSettings
+from deepscan.model import CLASS_NAMES
+from deepscan.pipeline import blurred, recompressed
+from deepscan.scorers import ScanModel, score_files
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -37,28 +34,27 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def choose_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float | None = None) -> float:
-    """The threshold that maximises balanced accuracy.
+    """The threshold that maximises balanced accuracy, in one sorted sweep (O(n log n)).
 
     With ``target_fpr``: the lowest threshold whose false-positive rate on
-    real images is at most target_fpr.
+    real images is at most target_fpr. Candidates are 0, 1 and the midpoints
+    between neighbouring distinct scores, so no image sits on the threshold.
     """
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    # Midpoints between neighbouring scores: no image sits exactly on the threshold.
     distinct = np.unique(scores)
     candidates = np.concatenate([[0.0], (distinct[:-1] + distinct[1:]) / 2, [1.0]])
-    best, best_value = 0.5, -1.0
-    for cut in candidates:
-        flagged = scores >= cut
-        fpr = flagged[~labels].mean() if (~labels).any() else 0.0
-        tpr = flagged[labels].mean() if labels.any() else 0.0
-        if target_fpr is not None:
-            if fpr <= target_fpr:
-                return float(cut)
-            continue
-        value = (tpr + 1 - fpr) / 2
-        if value > best_value:
-            best, best_value = float(cut), value
-    return best
+    # Images flagged at candidate k: those whose score is at or above it, i.e. of distinct score index >= k.
+    order = np.searchsorted(distinct, scores)
+    fakes_at = np.bincount(order[labels], minlength=len(distinct))
+    reals_at = np.bincount(order[~labels], minlength=len(distinct))
+    flagged_fakes = np.concatenate([np.cumsum(fakes_at[::-1])[::-1], [0]])
+    flagged_reals = np.concatenate([np.cumsum(reals_at[::-1])[::-1], [0]])
+    tpr = flagged_fakes / labels.sum() if labels.any() else np.zeros(len(candidates))
+    fpr = flagged_reals / (~labels).sum() if (~labels).any() else np.zeros(len(candidates))
+    if target_fpr is not None:
+        meeting = np.flatnonzero(fpr <= target_fpr)
+        return float(candidates[meeting[0]]) if len(meeting) else 0.5
+    return float(candidates[int(np.argmax((tpr + 1 - fpr) / 2))])
 
 
 @dataclass
@@ -80,10 +76,9 @@ class Evaluation:
         return asdict(self)
 
 
-def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Every figure of an Evaluation that depends only on scores and labels."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    predicted = scores >= threshold
+def compute_metrics(scores: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """Every figure of an Evaluation that depends only on scores, true labels and predicted labels (True: fake)."""
+    scores, labels, predicted = np.asarray(scores, float), np.asarray(labels, bool), np.asarray(predicted, bool)
     confusion = {
         true_name: {
             pred_name: int(np.sum((labels == bool(t)) & (predicted == bool(p))))
@@ -136,64 +131,55 @@ class ScoredSet:
     labels: np.ndarray
     unreadable: int
     seconds: float
+    paths: list[str] = field(default_factory=list)
+    fake: np.ndarray | None = None  # the labels the verdict rule gave; None: compare scores with a threshold
 
 
-def score_labelled(
-    paths: list[str],
-    labels: list[int],
-    detector: Detector,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    perturb: Perturbation | None = None,
-    faces: FaceFinder | None = None,
-    whole: Detector | None = None,
-) -> ScoredSet:
-    """Score labelled images as scan does; unreadable files are counted, not scored.
+def score_labelled(paths: list[str], labels: list[int], settings: ScanSettings) -> ScoredSet:
+    """Score labelled images exactly as `deepscan scan` does; unreadable files are counted, not scored.
 
-    With ``faces``, as ``scan --faces`` does: a file's score is that of its most
-    suspicious face, or of the whole image, by ``whole`` if given, where none is found.
+    In face mode a file's score and label are its most suspicious face's.
     """
     label_of = dict(zip(paths, labels, strict=True))
-    scores, truth, unreadable = [], [], 0
+    kept: list[tuple[str, float, int, bool]] = []
+    unreadable = 0
     started = time.perf_counter()
-    for rows in _file_rows(paths, detector, batch_size, perturb, faces, whole):
-        for row in rows:
-            if row.score is None:
-                unreadable += 1
-            else:
-                scores.append(row.score)
-                truth.append(label_of[row.path])
-    return ScoredSet(np.array(scores), np.array(truth, bool), unreadable, time.perf_counter() - started)
+    with ScanJob(settings) as job:
+        for files in job.run(paths):
+            for scanned in files:
+                verdict = scanned.verdict
+                if verdict.score is None:
+                    unreadable += 1
+                else:
+                    kept.append((verdict.path, verdict.score, label_of[verdict.path], verdict.label == "fake"))
+    return ScoredSet(
+        np.array([item[1] for item in kept]),
+        np.array([item[2] for item in kept], bool),
+        unreadable,
+        time.perf_counter() - started,
+        [item[0] for item in kept],
+        np.array([item[3] for item in kept], bool),
+    )
 
 
-def _file_rows(
-    paths: list[str],
-    detector: Detector,
-    batch_size: int,
-    perturb: Perturbation | None,
-    faces: FaceFinder | None,
-    whole: Detector | None,
-) -> Iterator[list[ScanRow]]:
-    """One row per file, a batch at a time."""
-    if faces is None:
-        yield from scan_batches(paths, detector, batch_size=batch_size, perturb=perturb)
-        return
-    if perturb is not None:
-        raise DeepscanError("face mode does not take perturbations (robustness is measured on whole images)")
-    from deepscan.faces import file_verdicts, scan_faces
-
-    for rows in scan_faces(paths, detector, faces, whole=whole, batch_size=batch_size):
-        yield [verdict.row for verdict in file_verdicts(rows)]
+def misclassified(scored: ScoredSet, threshold: float, count: int) -> list[tuple[str, str, float]]:
+    """The ``count`` files labelled wrongly, most confidently wrong first: (path, true class, score)."""
+    fake = scored.fake if scored.fake is not None else scored.scores >= threshold
+    wrong = np.flatnonzero(fake != scored.labels)
+    worst = wrong[np.argsort(-np.abs(scored.scores[wrong] - threshold), kind="stable")][:count]
+    return [(scored.paths[i], CLASS_NAMES[int(scored.labels[i])], float(scored.scores[i])) for i in worst]
 
 
 def report_card(scored: ScoredSet, threshold: float) -> Evaluation:
-    """The Evaluation of a scored set at a threshold."""
+    """The Evaluation of a scored set at a threshold (or by the labels the verdict rule gave, if known)."""
     total = len(scored.scores) + scored.unreadable
+    fake = scored.fake if scored.fake is not None else scored.scores >= threshold
     return Evaluation(
         images=len(scored.scores),
         unreadable=scored.unreadable,
         threshold=threshold,
         images_per_second=total / scored.seconds if scored.seconds else 0.0,
-        **compute_metrics(scored.scores, scored.labels, threshold),
+        **compute_metrics(scored.scores, scored.labels, fake),
     )
 
 
@@ -210,21 +196,16 @@ class RobustnessRow:
     balanced_accuracy: float
 
 
-def robustness(
-    paths: list[str],
-    labels: list[int],
-    detector: Detector,
-    *,
-    threshold: float | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> list[RobustnessRow]:
+def robustness(paths: list[str], labels: list[int], model: ScanModel, batch_size: int) -> list[RobustnessRow]:
     """AUC and accuracy after JPEG re-compression and Gaussian blur of the decoded images, level by level."""
-    cut = resolve_threshold(threshold, detector.spec)
+    label_of = dict(zip(paths, labels, strict=True))
     levels = [("jpeg", q, recompressed(q)) for q in JPEG_QUALITIES] + [("blur", s, blurred(s)) for s in BLUR_SIGMAS]
     table = []
     for name, level, perturb in levels:
-        scored = score_labelled(paths, labels, detector, batch_size, perturb)
-        figures = compute_metrics(scored.scores, scored.labels, cut)
+        records = [r for rows in score_files(paths, model.detector(), batch_size, perturb) for r in rows if not r.error]
+        scores = np.array([record.score for record in records])
+        truth = np.array([label_of[record.path] for record in records], bool)
+        figures = compute_metrics(scores, truth, scores >= model.threshold)
         table.append(RobustnessRow(name, level, figures["roc_auc"], figures["accuracy"], figures["balanced_accuracy"]))
     return table
 
@@ -237,7 +218,7 @@ def plot_card(path: Path, scored: ScoredSet, threshold: float, table: list[Robus
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise DeepscanError("--plot needs matplotlib: pip install 'deepscan[plot]'") from None
+        raise DeepscanError("--plot needs matplotlib: pip install 'deepscan-audit[plot]'") from None
     panels = 3 if table else 2
     figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2))
     fpr, tpr = roc_curve(scored.scores, scored.labels)

@@ -1,7 +1,7 @@
 """Face mode: find the faces in each image (MTCNN), score each face crop.
 
 The detector is the ``mtcnn`` package, whose wheel carries its weights, so
-it works offline; it is an optional dependency (``deepscan[faces]``).
+it works offline; it is an optional dependency (``deepscan-audit[faces]``).
 Images are decoded once at a working size (longest side at most
 DETECT_SIDE), faces are detected on a batch of them at a time, and every
 crop is scored by the same model and batching as whole images.
@@ -10,10 +10,11 @@ crop is scored by the same model and batching as whole images.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -22,13 +23,23 @@ from PIL import Image
 
 from deepscan.errors import DeepscanError
 from deepscan.model import Detector
-from deepscan.pipeline import ImageError, open_image
+from deepscan.pipeline import ImageError, ImageInput, Source, open_image
+from deepscan.record import Record
 from deepscan.report import write_atomically
 from deepscan.runtime import tensorflow
-from deepscan.scan import DEFAULT_BATCH_SIZE, ScanRow, resolve_threshold
+from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel
 
 DETECT_SIDE = 1024  # longest side of the image faces are detected and cropped in
-FACE_COLUMNS = ("face", "box", "face_confidence")
+MISSING_DETECTOR = "--faces needs the face detector: pip install 'deepscan-audit[faces]'"
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """How faces are found and cropped: the one place their defaults live."""
+
+    min_face_size: int = 40  # pixels in the original image; smaller faces are ignored
+    max_faces: int = 10  # per image, most confident first
+    margin: float = 0.25  # around each face, as a fraction of its size
 
 
 @dataclass(frozen=True)
@@ -37,28 +48,13 @@ class Face:
     confidence: float
 
 
-@dataclass(frozen=True)
-class FaceRow:
-    """A scored face (or, when none was found, the whole image: face is None)."""
-
-    row: ScanRow
-    face: int | None = None
-    box: tuple[int, int, int, int] | None = None
-    confidence: float | None = None
-
-    def columns(self) -> dict[str, object]:
-        box = None if self.box is None else list(self.box)
-        confidence = None if self.confidence is None else round(self.confidence, 4)
-        return {"face": self.face, "box": box, "face_confidence": confidence}
-
-
 @dataclass
 class WorkingImage:
     pixels: np.ndarray  # upright RGB, longest side <= DETECT_SIDE
     scale: float  # original pixels per working pixel
 
 
-def load_working_image(path: str | os.PathLike[str]) -> WorkingImage:
+def load_working_image(path: ImageInput) -> WorkingImage:
     """Decode once for detection and cropping; raises ImageError like decode_image."""
 
     def shrink(image: Image.Image, original: tuple[int, int]) -> WorkingImage:
@@ -68,17 +64,23 @@ def load_working_image(path: str | os.PathLike[str]) -> WorkingImage:
     return open_image(path, (DETECT_SIDE, DETECT_SIDE), shrink)
 
 
+def check_detector() -> None:
+    """Raise the usage error for a missing face detector now, before any work starts."""
+    if importlib.util.find_spec("mtcnn") is None:
+        raise DeepscanError(MISSING_DETECTOR)
+
+
 class FaceFinder:
     """MTCNN with deepscan's bounds: the smallest face worth scoring, and at most max_faces per image."""
 
-    def __init__(self, min_face_size: int = 40, max_faces: int = 10, margin: float = 0.25) -> None:
+    def __init__(self, settings: FaceSettings = FaceSettings()) -> None:
         tensorflow()  # quiet TensorFlow start-up first
         try:
             from mtcnn import MTCNN
         except ImportError:
-            raise DeepscanError("--faces needs the face detector: pip install 'deepscan[faces]'") from None
+            raise DeepscanError(MISSING_DETECTOR) from None
         self._mtcnn = MTCNN()  # all three stages: the last (ONet) removes most false boxes
-        self.min_face_size, self.max_faces, self.margin = min_face_size, max_faces, margin
+        self.settings = settings
 
     def find(self, images: list[WorkingImage]) -> list[list[Face]]:
         """Faces per image, most confident first, boxes in original pixels.
@@ -99,11 +101,11 @@ class FaceFinder:
 
     def _faces(self, image: WorkingImage, detections: list[dict]) -> list[Face]:
         faces = [Face(tuple(round(v * image.scale) for v in d["box"]), float(d["confidence"])) for d in detections]
-        faces = [face for face in faces if min(face.box[2:]) >= self.min_face_size]
-        return sorted(faces, key=lambda face: -face.confidence)[: self.max_faces]
+        faces = [face for face in faces if min(face.box[2:]) >= self.settings.min_face_size]
+        return sorted(faces, key=lambda face: -face.confidence)[: self.settings.max_faces]
 
     def crop(self, image: WorkingImage, face: Face | None, size: int) -> np.ndarray:
-        return crop_face(image, face, size, self.margin)
+        return crop_face(image, face, size, self.settings.margin)
 
 
 def crop_face(image: WorkingImage, face: Face | None, size: int, margin: float) -> np.ndarray:
@@ -151,63 +153,78 @@ class _Pending:
     faces: list[Face] = field(default_factory=list)
 
 
-def scan_faces(
-    paths: Iterable[str],
-    detector: Detector,
-    finder: FaceFinder,
-    *,
-    whole: Detector | None = None,
-    threshold: float | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    save_crops: Path | None = None,
-) -> Iterator[list[FaceRow]]:
-    """Rows per face, in path order, a batch of images at a time.
+@dataclass
+class FaceScorer:
+    """Face mode behind the scorer seam: a record per face, the whole image where none is found.
 
     Decoding runs in parallel in tf.data; MTCNN sees a list of images per
     call; the crops of a batch go through the model together. A file with
-    no face gives one row scored on the whole image (face None), by
-    ``whole`` (default: ``detector``) at its own threshold.
+    no face gives one record (face None) scored on the whole image by the
+    ``whole`` model. A file's records always come in one batch.
     """
-    tf = tensorflow()
-    whole = whole or detector
-    face_cut, whole_cut = (resolve_threshold(threshold, model.spec) for model in (detector, whole))
-    for chunk in _decoded_chunks(tf, paths, max(1, batch_size // 4)):
-        pending, images = [], []
-        for path, image in chunk:
-            pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
-            if not isinstance(image, str):
-                images.append(image)
-        found = iter(finder.find(images))
-        face_crops: list[np.ndarray] = []
-        whole_crops: list[np.ndarray] = []
-        readable = iter(images)
-        for item in pending:
-            if item.error:
-                continue
-            image, item.faces = next(readable), next(found)
-            if item.faces:
-                face_crops += [finder.crop(image, face, detector.spec.image_size) for face in item.faces]
-            else:
-                whole_crops.append(finder.crop(image, None, whole.spec.image_size))
-        face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
-        rows: list[FaceRow] = []
-        scored_crops: list[np.ndarray] = []
-        for item in pending:
-            if item.error:
-                rows.append(FaceRow(ScanRow(item.path, error=item.error)))
-                continue
-            if not item.faces:
-                crop, score = next(whole_scores)
-                rows.append(FaceRow(ScanRow(item.path, score, whole.spec.label(score, whole_cut))))
-                scored_crops.append(crop)
-            for index, face in enumerate(item.faces):
-                crop, score = next(face_scores)
-                row = ScanRow(item.path, score, detector.spec.label(score, face_cut))
-                rows.append(FaceRow(row, index, face.box, face.confidence))
-                scored_crops.append(crop)
-        if save_crops is not None:
-            _save_crops(save_crops, rows, scored_crops)
-        yield rows
+
+    faces: ScanModel
+    whole: ScanModel
+    settings: FaceSettings = FaceSettings()
+    batch_size: int = DEFAULT_BATCH_SIZE
+    save_crops: Path | None = None
+
+    @property
+    def cache_key(self) -> str:
+        return json.dumps({"faces": self.faces.identity, "whole": self.whole.identity, **asdict(self.settings)})
+
+    def models(self) -> list[ScanModel]:
+        return [self.faces, self.whole]
+
+    def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
+        tf = tensorflow()
+        finder = FaceFinder(self.settings)
+        detector, whole = self.faces.detector(), self.whole.detector()
+        for chunk in _decoded_chunks(tf, sources, max(1, self.batch_size // 4)):
+            pending, images = [], []
+            for path, image in chunk:
+                pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
+                if not isinstance(image, str):
+                    images.append(image)
+            found = iter(finder.find(images))
+            face_crops: list[np.ndarray] = []
+            whole_crops: list[np.ndarray] = []
+            readable = iter(images)
+            for item in pending:
+                if item.error:
+                    continue
+                image, item.faces = next(readable), next(found)
+                if item.faces:
+                    face_crops += [finder.crop(image, face, detector.spec.image_size) for face in item.faces]
+                else:
+                    whole_crops.append(finder.crop(image, None, whole.spec.image_size))
+            face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
+            records: list[Record] = []
+            scored_crops: list[np.ndarray] = []
+            for item in pending:
+                if item.error:
+                    records.append(Record(item.path, error=item.error, model=self.faces.identity))
+                    continue
+                if not item.faces:
+                    crop, score = next(whole_scores)
+                    records.append(Record(item.path, score, model=self.whole.identity))
+                    scored_crops.append(crop)
+                for index, face in enumerate(item.faces):
+                    crop, score = next(face_scores)
+                    records.append(
+                        Record(
+                            item.path,
+                            score,
+                            model=self.faces.identity,
+                            face=index,
+                            box=face.box,
+                            face_confidence=face.confidence,
+                        )
+                    )
+                    scored_crops.append(crop)
+            if self.save_crops is not None:
+                _save_crops(self.save_crops, records, scored_crops)
+            yield records
 
 
 def _scored(crops: list[np.ndarray], detector: Detector) -> Iterator[tuple[np.ndarray, float]]:
@@ -216,23 +233,28 @@ def _scored(crops: list[np.ndarray], detector: Detector) -> Iterator[tuple[np.nd
     return zip(crops, map(float, scores), strict=True)
 
 
-def _decoded_chunks(tf: ModuleType, paths: Iterable[str], chunk: int) -> Iterator[list[tuple[str, WorkingImage | str]]]:
+def _decoded_chunks(
+    tf: ModuleType, sources: Iterable[Source], chunk: int
+) -> Iterator[list[tuple[str, WorkingImage | str]]]:
     """(path, working image or error text) in order, decoded in parallel by tf.data."""
 
-    def decode(path: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
+    def decode(path: bytes, data: bytes, has_data: bool) -> tuple[np.ndarray, np.ndarray, bytes]:
         try:
-            image = load_working_image(os.fsdecode(path))
+            image = load_working_image(data if has_data else os.fsdecode(path))
             return image.pixels, np.float32(image.scale), b""
         except ImageError as err:
             return np.zeros((1, 1, 3), np.uint8), np.float32(1), str(err).encode()
 
-    def mapped(path: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        pixels, scale, error = tf.numpy_function(decode, [path], [tf.uint8, tf.float32, tf.string])
+    def mapped(path: tf.Tensor, data: tf.Tensor, has_data: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        pixels, scale, error = tf.numpy_function(decode, [path, data, has_data], [tf.uint8, tf.float32, tf.string])
         return path, pixels, scale, error
 
-    dataset = tf.data.Dataset.from_generator(
-        lambda: (os.fsencode(p) for p in paths), output_signature=tf.TensorSpec((), tf.string)
-    )
+    def generate() -> Iterator[tuple[bytes, bytes, bool]]:
+        for source in sources:
+            yield os.fsencode(source.path), source.data or b"", source.data is not None
+
+    signature = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.bool))
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.map(mapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(chunk)
     batch: list[tuple[str, WorkingImage | str]] = []
     for path, pixels, scale, error in dataset.as_numpy_iterator():
@@ -245,34 +267,10 @@ def _decoded_chunks(tf: ModuleType, paths: Iterable[str], chunk: int) -> Iterato
         yield batch
 
 
-def _save_crops(folder: Path, rows: list[FaceRow], crops: list[np.ndarray]) -> None:
+def _save_crops(folder: Path, records: list[Record], crops: list[np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    scored = [row for row in rows if row.row.score is not None]
-    for face_row, crop in zip(scored, crops, strict=True):
-        path = face_row.row.path
-        name = f"{Path(path).stem}.{hashlib.sha256(os.fsencode(path)).hexdigest()[:8]}"
-        suffix = "whole" if face_row.face is None else f"face{face_row.face}"
+    scored = [record for record in records if record.score is not None]
+    for record, crop in zip(scored, crops, strict=True):
+        name = f"{Path(record.path).stem}.{hashlib.sha256(os.fsencode(record.path)).hexdigest()[:8]}"
+        suffix = "whole" if record.face is None else f"face{record.face}"
         Image.fromarray(crop).save(folder / f"{name}.{suffix}.png")
-
-
-@dataclass
-class FileVerdict:
-    """A file's result in face mode: its most suspicious face decides."""
-
-    row: ScanRow
-    faces: int  # faces scored (0: scored as a whole image, or unreadable)
-
-
-def file_verdicts(rows: list[FaceRow]) -> list[FileVerdict]:
-    """Group a batch's face rows by file (a file's rows are always in one batch)."""
-    verdicts: dict[str, FileVerdict] = {}
-    for face_row in rows:
-        row, faces = face_row.row, int(face_row.face is not None)
-        known = verdicts.get(row.path)
-        if known is None:
-            verdicts[row.path] = FileVerdict(row, faces)
-            continue
-        known.faces += faces
-        if (row.score or 0.0) > (known.row.score or 0.0):
-            known.row = row
-    return list(verdicts.values())

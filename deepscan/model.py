@@ -13,12 +13,14 @@ import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepscan import __version__
 from deepscan.errors import ModelError
+from deepscan.files import file_digest
 from deepscan.runtime import tensorflow
 
 if TYPE_CHECKING:
@@ -193,14 +195,15 @@ def _high_pass_resnet(image_size: int | None, widths: tuple[int, ...], name: str
 # --- saving and loading ----------------------------------------------------
 
 
-def default_model_path(faces: bool = False) -> Path:
+def packaged_model(faces: bool = False) -> Path:
     """A model shipped inside the package: for whole images, or (``faces``) for the face crops of --faces."""
     return Path(str(resources.files("deepscan") / "models" / ("faces.keras" if faces else "default.keras")))
 
 
-def packaged_models(faces: bool) -> tuple[Path, Path | None]:
-    """The packaged model for a mode and, in face mode, the whole-image one for files without a face."""
-    return default_model_path(faces), default_model_path() if faces else None
+@cache
+def model_identity(path: Path) -> str:
+    """A model file as ``name@sha256:<hex>``: the same bytes give the same identity."""
+    return f"{path.name}@sha256:{file_digest(path)}"
 
 
 def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
@@ -269,7 +272,7 @@ def load_model(path: str | Path | None = None, *, trust: bool = False) -> Detect
     Keras safe mode stays on unless ``trust`` is set: a model holding
     arbitrary Python code (a Lambda layer) is refused.
     """
-    path = Path(path) if path is not None else default_model_path()
+    path = Path(path) if path is not None else packaged_model()
     spec = read_spec(path)
     tensorflow()
     import keras

@@ -10,15 +10,17 @@ blank image, so one bad file never stops the dataset or its batch.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from deepscan.files import ReadError, open_regular
 from deepscan.runtime import tensorflow
 
 if TYPE_CHECKING:
@@ -37,8 +39,18 @@ class ImageError(Exception):
     """A file that cannot be turned into pixels; the message is the report's error text."""
 
 
-def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
-    """Read an image file as RGB uint8 pixels resized to (size, size, 3).
+class Source(NamedTuple):
+    """A file to score: its path and, when the caller already read it (to hash it), its bytes."""
+
+    path: str
+    data: bytes | None = None
+
+
+ImageInput = str | os.PathLike[str] | bytes  # a path, or a file's bytes
+
+
+def decode_image(path: ImageInput, size: int) -> np.ndarray:
+    """Read an image file (or its bytes) as RGB uint8 pixels resized to (size, size, 3).
 
     Raises ImageError with a one-line reason for anything that is not a
     readable image within MAX_PIXELS.
@@ -52,19 +64,30 @@ def decode_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     return open_image(path, (size, size), pixels)
 
 
-def open_image(
-    path: str | os.PathLike[str], draft: tuple[int, int], finish: Callable[[Image.Image, tuple[int, int]], T]
-) -> T:
+def open_image(source: ImageInput, draft: tuple[int, int], finish: Callable[[Image.Image, tuple[int, int]], T]) -> T:
     """Open an image as upright RGB and hand it, with its full upright size, to ``finish``.
 
-    Every failure becomes an ImageError.
-    JPEGs are decoded in the DCT domain at the smallest scale not below
-    ``draft`` (far cheaper than a full decode followed by a resize).
+    ``source`` is a path (opened only if it is a regular file) or the file's
+    bytes. Every failure becomes an ImageError. JPEGs are decoded in the DCT
+    domain at the smallest scale not below ``draft`` (far cheaper than a
+    full decode followed by a resize).
     """
+    try:
+        handle: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open_regular(source)
+    except ReadError as err:
+        raise ImageError(str(err)) from None
+    with handle:
+        if handle.seek(0, io.SEEK_END) == 0:
+            raise ImageError("empty file")
+        handle.seek(0)
+        return _decode(handle, draft, finish)
+
+
+def _decode(handle: BinaryIO, draft: tuple[int, int], finish: Callable[[Image.Image, tuple[int, int]], T]) -> T:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd but readable files
-            with Image.open(path) as image:
+            with Image.open(handle) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise ImageError(_too_large_message(f"{width}x{height}"))
@@ -78,29 +101,18 @@ def open_image(
                 return finish(_to_rgb(image), (width, height))
     except ImageError:
         raise
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
-        raise ImageError(describe_read_error(err)) from None
     except Image.UnidentifiedImageError:
-        empty = _is_empty(path)
-        raise ImageError("empty file" if empty else "not an image, or an unsupported format") from None
+        raise ImageError("not an image, or an unsupported format") from None
     except Image.DecompressionBombError:
         raise ImageError(_too_large_message("its declared size")) from None
     except MemoryError:
         raise ImageError("out of memory while decoding") from None
+    except OSError as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"cannot read file: {text}" if err.errno else f"corrupt or truncated image: {text}") from None
     except Exception as err:  # Pillow raises many types on corrupt data
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ImageError(f"corrupt or truncated image: {text}") from None
-
-
-def describe_read_error(err: OSError) -> str:
-    """The report's words for a file that could not be read at all."""
-    if isinstance(err, FileNotFoundError):
-        return "file not found"
-    if isinstance(err, PermissionError):
-        return "permission denied"
-    if isinstance(err, IsADirectoryError):
-        return "a directory that could not be listed"
-    return f"cannot read file: {err.strerror or err}"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -125,38 +137,33 @@ def _too_large_message(dimensions: str) -> str:
     return f"image too large: {dimensions} is over the {limit} megapixel limit (possible decompression bomb)"
 
 
-def _is_empty(path: str | os.PathLike[str]) -> bool:
-    try:
-        return os.path.getsize(path) == 0
-    except OSError:
-        return False
-
-
 def decode_or_error(
-    path: bytes, size: int, decode: Callable[[str], np.ndarray] | None = None
+    path: bytes, size: int, decode: Callable[[str], np.ndarray] | None = None, data: bytes | None = None
 ) -> tuple[np.ndarray, bytes]:
     """Pixels and '', or blank pixels and the error text: for tf.numpy_function, which must not raise.
 
-    ``decode`` (path -> uint8 pixels of the model's shape) defaults to decode_image.
+    ``decode`` (path -> uint8 pixels of the model's shape) defaults to
+    decode_image; ``data``, the file's bytes, is decoded instead of the path.
     """
     try:
-        pixels = decode(os.fsdecode(path)) if decode else decode_image(os.fsdecode(path), int(size))
-        return pixels, b""
+        if decode is not None:
+            return decode(os.fsdecode(path)), b""
+        return decode_image(os.fsdecode(path) if data is None else data, int(size)), b""
     except ImageError as err:
         return np.zeros((int(size), int(size), 3), np.uint8), str(err).encode()
 
 
 def decode_map(
     size: int, decode: Callable[[str], np.ndarray] | None = None
-) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
-    """The map function (path -> path, pixels, error) used by every dataset; see decode_or_error."""
+) -> Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    """The map function ((path[, data, has_data]) -> path, pixels, error) of every dataset; see decode_or_error."""
     tf = tensorflow()
 
-    def read(path: bytes) -> tuple[np.ndarray, bytes]:
-        return decode_or_error(path, size, decode)
+    def read(path: bytes, data: bytes, has_data: bool) -> tuple[np.ndarray, bytes]:
+        return decode_or_error(path, size, decode, data if has_data else None)
 
-    def mapped(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        pixels, error = tf.numpy_function(read, [path], [tf.uint8, tf.string], stateful=False)
+    def mapped(path: tf.Tensor, data: tf.Tensor = b"", has_data: tf.Tensor = False) -> tuple[tf.Tensor, ...]:
+        pixels, error = tf.numpy_function(read, [path, data, has_data], [tf.uint8, tf.string], stateful=False)
         pixels.set_shape((size, size, 3))
         error.set_shape(())
         return path, pixels, error
@@ -165,20 +172,23 @@ def decode_map(
 
 
 def image_batches(
-    paths: Iterable[str], size: int, batch_size: int, perturb: Perturbation | None = None
+    sources: Iterable[Source | str], size: int, batch_size: int, perturb: Perturbation | None = None
 ) -> tf.data.Dataset:
-    """Stream paths through parallel decode and resize into prefetched batches.
+    """Stream files (paths, or Sources with their bytes) through parallel decode and resize into prefetched batches.
 
-    Elements are (paths, pixels, errors) batches; order follows ``paths``.
+    Elements are (paths, pixels, errors) batches; order follows ``sources``.
     ``perturb`` (uint8 image -> uint8 image) degrades each decoded image,
     for robustness tests.
     """
     tf = tensorflow()
 
-    def generate() -> Iterable[bytes]:
-        return (os.fsencode(path) for path in paths)
+    def generate() -> Iterable[tuple[bytes, bytes, bool]]:
+        for item in sources:
+            source = item if isinstance(item, Source) else Source(item)
+            yield os.fsencode(source.path), source.data or b"", source.data is not None
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.string))
+    signature = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.bool))
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.map(decode_map(size), num_parallel_calls=os.cpu_count() or 1, deterministic=True)
     if perturb is not None:
         dataset = dataset.map(

@@ -1,29 +1,21 @@
-"""Report writers (CSV, JSON, JSON Lines), atomic output files, and the summary."""
+"""Report writers (CSV, JSON, JSON Lines), reading a report back, atomic output files."""
 
 from __future__ import annotations
 
 import csv
-import heapq
 import io
 import json
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from deepscan.errors import INTERRUPTS, OutputError
-from deepscan.scan import ScanRow
-
-COLUMNS = ("path", "label", "score", "error")
+from deepscan.record import BASE_COLUMNS, FACE_COLUMNS, MODEL_COLUMN, Record, format_score
 
 
 class OutputFormat(str, Enum):
@@ -45,24 +37,21 @@ def is_stdout(destination: Path | None) -> bool:
 
 
 def choose_format(destination: Path | None, explicit: OutputFormat | None) -> OutputFormat:
-    """--format wins; otherwise the file's extension; CSV on stdout."""
-    if explicit is not None:
-        return explicit
+    """--format, else the file's extension, else CSV on stdout; a format that contradicts the extension is refused."""
     if is_stdout(destination):
-        return OutputFormat.csv
+        return explicit or OutputFormat.csv
     assert destination is not None
-    try:
-        return _EXTENSIONS[destination.suffix.lower()]
-    except KeyError:
+    implied = _EXTENSIONS.get(destination.suffix.lower())
+    if explicit is not None and implied is not None and explicit is not implied:
+        raise OutputError(
+            f"--format {explicit.value} contradicts the extension of {destination} ({implied.value}): "
+            "rename the file or drop --format"
+        )
+    if explicit is None and implied is None:
         raise OutputError(
             f"cannot tell the format of {destination} from its extension: use .csv, .json or .jsonl, or --format"
-        ) from None
-
-
-def record(row: ScanRow, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A row as plain values (score rounded to 6 decimals), plus any extra columns."""
-    score = None if row.score is None else round(row.score, 6)
-    return {"path": row.path, "label": row.label, "score": score, "error": row.error, **(extra or {})}
+        )
+    return explicit or implied  # type: ignore[return-value]
 
 
 class CsvWriter:
@@ -72,19 +61,29 @@ class CsvWriter:
         self._writer.writerow(columns)
 
     def write(self, values: dict[str, Any]) -> None:
-        score = values["score"]
-        values = {**values, "score": "" if score is None else f"{score:.6f}"}
-        self._writer.writerow(_cell(values[c]) for c in self._columns)
+        self._writer.writerow(_cell(column, values[column]) for column in self._columns)
 
     def close(self) -> None:
         pass
 
 
-def _cell(value: Any) -> Any:
-    """A CSV cell: None is empty, a list (a face box) is comma-joined."""
+def _cell(column: str, value: Any) -> Any:
+    """A CSV cell: None is empty, a score has six decimals, a list (a face box) is comma-joined."""
     if value is None:
         return ""
+    if column == "score":
+        return format_score(value)
     return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def _json_object(values: dict[str, Any], columns: Sequence[str]) -> str:
+    """One row as a JSON object; the score printed as in CSV (0.000020, not 2e-05)."""
+    fields = []
+    for column in columns:
+        value = values[column]
+        text = format_score(value) if column == "score" and value is not None else json.dumps(value, ensure_ascii=False)
+        fields.append(f"{json.dumps(column)}: {text}")
+    return "{" + ", ".join(fields) + "}"
 
 
 class JsonLinesWriter:
@@ -92,7 +91,7 @@ class JsonLinesWriter:
         self._stream, self._columns = stream, columns
 
     def write(self, values: dict[str, Any]) -> None:
-        self._stream.write(json.dumps({c: values[c] for c in self._columns}, ensure_ascii=False) + "\n")
+        self._stream.write(_json_object(values, self._columns) + "\n")
 
     def close(self) -> None:
         pass
@@ -106,7 +105,7 @@ class JsonWriter(JsonLinesWriter):
         self._separator = "[\n"
 
     def write(self, values: dict[str, Any]) -> None:
-        self._stream.write(self._separator + json.dumps({c: values[c] for c in self._columns}, ensure_ascii=False))
+        self._stream.write(self._separator + _json_object(values, self._columns))
         self._separator = ",\n"
 
     def close(self) -> None:
@@ -116,15 +115,20 @@ class JsonWriter(JsonLinesWriter):
 _WRITERS = {OutputFormat.csv: CsvWriter, OutputFormat.json: JsonWriter, OutputFormat.jsonl: JsonLinesWriter}
 
 
-class Report:
-    """Rows going to one destination in one format; ``flush`` after each batch."""
+def report_columns(faces: bool, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns of a report, in order: path, label, score, error, face columns in face mode, then extras."""
+    return BASE_COLUMNS + (FACE_COLUMNS if faces else ()) + tuple(extra)
 
-    def __init__(self, stream: IO[str], fmt: OutputFormat, columns: Sequence[str] = COLUMNS) -> None:
+
+class Report:
+    """Records going to one destination in one format; ``flush`` after each batch."""
+
+    def __init__(self, stream: IO[str], fmt: OutputFormat, columns: Sequence[str] = BASE_COLUMNS) -> None:
         self._stream = stream
         self._writer = _WRITERS[fmt](stream, columns)
 
-    def write(self, row: ScanRow, extra: Mapping[str, Any] | None = None) -> None:
-        self._writer.write(record(row, extra))
+    def write(self, record: Record) -> None:
+        self._writer.write(record.values())
 
     def flush(self) -> None:
         self._stream.flush()
@@ -134,24 +138,47 @@ class Report:
         self._stream.flush()
 
 
-def read_report(path: Path, fmt: OutputFormat) -> dict[str, ScanRow]:
-    """The rows of a report deepscan wrote, by path (to resume an interrupted scan)."""
+def read_report(path: Path, fmt: OutputFormat | None = None) -> dict[str, list[Record]]:
+    """The records of a report deepscan wrote, by path (to resume an interrupted scan)."""
+    fmt = fmt or choose_format(path, None)
     try:
         text = Path(path).read_text(encoding="utf-8")
         if fmt is OutputFormat.csv:
-            records: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
+            rows: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
         elif fmt is OutputFormat.json:
-            records = json.loads(text)
+            rows = json.loads(text)
         else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        rows = {}
-        for values in records:
-            score = values["score"]
-            score = None if score in ("", None) else float(score)
-            rows[values["path"]] = ScanRow(values["path"], score, values["label"] or "", values["error"] or "")
-        return rows
-    except (OSError, ValueError, KeyError, TypeError) as err:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        records: dict[str, list[Record]] = {}
+        for values in rows:
+            record = _parsed(values)
+            records.setdefault(record.path, []).append(record)
+        return records
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise OutputError(f"cannot resume from {path}: not a deepscan {fmt.value} report ({err})") from None
+
+
+def _parsed(values: dict[str, Any]) -> Record:
+    """A report row back as a Record (CSV cells are text: empty means None)."""
+
+    def value(name: str) -> Any:
+        found = values.get(name)
+        return None if found in ("", None) else found
+
+    box = value("box")
+    if isinstance(box, str):
+        box = [int(v) for v in box.split(",")]
+    score, face, confidence = value("score"), value("face"), value("face_confidence")
+    return Record(
+        values["path"],
+        None if score is None else float(score),
+        values["label"] or "",
+        values["error"] or "",
+        model=value(MODEL_COLUMN) or "",
+        face=None if face is None else int(face),
+        box=None if box is None else tuple(box),  # type: ignore[arg-type]
+        face_confidence=None if confidence is None else float(confidence),
+    )
 
 
 def check_destination(destination: Path | None) -> None:
@@ -222,7 +249,7 @@ def write_atomically(target: Path, text: str) -> None:
 
 
 @contextmanager
-def open_report(destination: Path | None, fmt: OutputFormat, columns: Sequence[str] = COLUMNS) -> Iterator[Report]:
+def open_report(destination: Path | None, fmt: OutputFormat, columns: Sequence[str] = BASE_COLUMNS) -> Iterator[Report]:
     """Rows to stdout or, atomically, to a file (see atomic_file).
 
     After Ctrl-C the report is closed properly (a JSON array gets its
@@ -237,100 +264,3 @@ def open_report(destination: Path | None, fmt: OutputFormat, columns: Sequence[s
             report.close()
             raise
         report.close()
-
-
-@dataclass
-class Summary:
-    """Counts for the summary table, kept as rows stream past (no rows stored)."""
-
-    found: int
-    threshold: float
-    model: str
-    top: int = 5
-    scored: int = 0
-    fake: int = 0
-    errors: int = 0
-    faces: int | None = None  # face mode only: faces scored, and files scored whole for want of one
-    files_without_faces: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    elapsed: float = 0.0
-    _suspicious: list[tuple[float, str]] = field(default_factory=list)
-
-    @property
-    def real(self) -> int:
-        return self.scored - self.fake
-
-    @property
-    def done(self) -> int:
-        return self.scored + self.errors
-
-    def add(self, row: ScanRow, faces: int = 0) -> None:
-        """Count a file's result; in face mode, ``faces`` is how many of its faces were scored."""
-        self.elapsed = time.perf_counter() - self.started
-        if row.score is None:
-            self.errors += 1
-            return
-        if self.faces is not None:
-            self.faces += faces
-            self.files_without_faces += faces == 0
-        self.scored += 1
-        if row.label == "fake":
-            self.fake += 1
-        item = (row.score, row.path)
-        if len(self._suspicious) < self.top:
-            heapq.heappush(self._suspicious, item)
-        else:
-            heapq.heappushpop(self._suspicious, item)
-
-    def to_dict(self) -> dict[str, Any]:
-        rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
-        return {
-            "files_found": self.found,
-            "scored": self.scored,
-            "real": self.real,
-            "fake": self.fake,
-            "errors": self.errors,
-            **(
-                {"faces": self.faces, "files_without_faces": self.files_without_faces} if self.faces is not None else {}
-            ),
-            "threshold": self.threshold,
-            "elapsed_seconds": round(self.elapsed, 3),
-            "images_per_second": round(rate, 1),
-            "most_suspicious": [{"path": path, "score": round(score, 6)} for score, path in self.most_suspicious()],
-        }
-
-    def most_suspicious(self) -> list[tuple[float, str]]:
-        return sorted(self._suspicious, reverse=True)
-
-    def render(self, console: Console, *, interrupted: bool = False) -> None:
-        rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
-        title = f"deepscan: stopped after {self.done} of {self.found} files" if interrupted else "deepscan summary"
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for name, value in (
-            ("files found", self.found),
-            ("scored", self.scored),
-            ("real", self.real),
-            ("fake", self.fake),
-            ("errors", self.errors),
-            *(
-                [("faces", self.faces), ("files without faces", self.files_without_faces)]
-                if self.faces is not None
-                else []
-            ),
-            ("threshold", f"{self.threshold:.3f}"),
-            ("elapsed", f"{self.elapsed:.1f} s"),
-            ("images/s", f"{rate:.1f}"),
-            ("model", self.model),
-        ):
-            table.add_row(name, str(value))
-        console.print(table)
-        suspicious = self.most_suspicious()
-        if suspicious:
-            top = Table(title="most suspicious", title_justify="left")
-            top.add_column("score", justify="right")
-            top.add_column("path", overflow="fold")
-            for score, path in suspicious:
-                top.add_row(f"{score:.3f}", path)
-            console.print(top)

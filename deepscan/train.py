@@ -243,12 +243,12 @@ def train(
     size = spec.image_size
     read, faces_found = None, None
     if config.faces:
-        from deepscan.faces import FaceFinder, crop_face, detect_once, load_working_image
+        from deepscan.faces import FaceFinder, FaceSettings, crop_face, detect_once, load_working_image
 
         log("finding faces (once; kept in the .faces.json file beside the model)")
         found = detect_once(
             split.train_paths + split.val_paths,
-            FaceFinder(margin=config.face_margin),
+            FaceFinder(FaceSettings(margin=config.face_margin)),
             out.with_name(f"{out.stem}.faces.json"),
         )
         faces_found = sum(face is not None for face in found.values())

@@ -17,9 +17,8 @@ from PIL import Image
 
 from deepscan.discovery import find_images
 from deepscan.errors import ExitCode
-from deepscan.model import load_model
+from deepscan.job import ScanJob, ScanSettings, scan
 from deepscan.pipeline import MAX_PIXELS
-from deepscan.scan import scan
 
 from .conftest import write_image
 
@@ -108,7 +107,8 @@ def test_a_file_that_vanishes_mid_scan_becomes_an_error_row(tmp_path: Path, tiny
     paths = [str(write_image(tmp_path / f"{i}.png", i)) for i in range(4)]
     listed = list(find_images([tmp_path]))
     os.remove(paths[1])  # gone between discovery and decoding
-    rows = list(scan(listed, load_model(tiny_model), batch_size=4))
+    with ScanJob(ScanSettings(model=tiny_model, batch_size=4)) as job:
+        rows = [record for files in job.run(listed) for scanned in files for record in scanned.records]
     assert [row.error for row in rows] == ["", "file not found", "", ""]
     assert all(row.score is not None for row in rows if not row.error)
 
@@ -117,7 +117,7 @@ def test_a_file_that_vanishes_mid_scan_becomes_an_error_row(tmp_path: Path, tiny
 def test_an_unreadable_file_becomes_an_error_row(tmp_path: Path, tiny_model: Path):
     path = write_image(tmp_path / "locked.png")
     path.chmod(0)
-    (row,) = scan([str(path)], load_model(tiny_model))
+    (row,) = scan([str(path)], ScanSettings(model=tiny_model))
     assert row.error == "permission denied"
 
 

@@ -15,7 +15,7 @@ def test_roc_auc_counts_ordered_pairs():
 def test_metrics_match_a_hand_made_confusion_matrix():
     scores = np.array([0.1, 0.2, 0.7, 0.9, 0.6, 0.3])
     labels = np.array([0, 0, 0, 1, 1, 1])
-    figures = compute_metrics(scores, labels, threshold=0.5)
+    figures = compute_metrics(scores, labels, scores >= 0.5)
     assert figures["confusion"] == {"real": {"real": 2, "fake": 1}, "fake": {"real": 1, "fake": 2}}
     assert figures["accuracy"] == pytest.approx(4 / 6)
     assert figures["per_class"]["fake"]["precision"] == pytest.approx(2 / 3)
@@ -29,3 +29,24 @@ def test_threshold_maximises_balanced_accuracy_or_meets_a_false_positive_target(
     noisy = np.array([0.1, 0.2, 0.65, 0.9, 0.6, 0.7, 0.8, 0.95])
     cut = choose_threshold(noisy, labels, target_fpr=0.25)
     assert np.mean(noisy[labels == 0] >= cut) <= 0.25
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_and_threshold_agree_with_scikit_learn_on_random_data(seed: int):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 3000).astype(bool)
+    scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1).round(3)  # rounded: many ties
+    assert roc_auc(scores, labels) == pytest.approx(metrics.roc_auc_score(labels, scores))
+
+    fpr, tpr, _ = metrics.roc_curve(labels, scores, drop_intermediate=False)
+    cut = choose_threshold(scores, labels)
+    flagged = scores >= cut
+    balanced = metrics.balanced_accuracy_score(labels, flagged)
+    assert balanced == pytest.approx(np.max((tpr + 1 - fpr) / 2))
+
+    for target in (0.01, 0.1, 0.3):
+        cut = choose_threshold(scores, labels, target_fpr=target)
+        flagged = scores >= cut
+        assert flagged[~labels].mean() <= target
+        assert flagged[labels].mean() == pytest.approx(tpr[fpr <= target].max())

@@ -101,9 +101,17 @@ def test_bounds_on_faces(cli, photos: Path):
     assert code == ExitCode.OK and row["face"] == ""  # the only face is smaller: scored whole
 
 
-def test_faces_refuses_cache_and_resume(cli, photos: Path, tmp_path: Path):
-    code, _, err = cli("scan", photos, "--faces", "--cache", tmp_path / "c.db")
-    assert code == ExitCode.USAGE and "--faces" in err
+def test_face_mode_with_cache_and_resume_gives_the_same_rows(cli, photos: Path, tmp_path: Path):
+    cache, first, again = tmp_path / "c.db", tmp_path / "first.csv", tmp_path / "again.csv"
+    code, _, _ = cli("scan", photos, "--faces", "--cache", cache, "--out", first, "-q")
+    assert code == ExitCode.UNREADABLE
+    code, _, err = cli("scan", photos, "--faces", "--cache", cache, "--out", again, "-q", "-v")
+    assert code == ExitCode.UNREADABLE and again.read_text() == first.read_text()
+    assert "loading model" not in err  # every file came from the cache
+    lines = first.read_text().splitlines()
+    again.write_text("\n".join(lines[:3]) + "\n")  # interrupted after the first files
+    code, _, _ = cli("scan", photos, "--faces", "--out", again, "--resume", "-q")
+    assert code == ExitCode.UNREADABLE and again.read_text() == first.read_text()
 
 
 def test_evaluate_faces_scores_each_file_by_its_most_suspicious_face(cli, photos: Path, tiny_model, tmp_path: Path):
@@ -138,15 +146,15 @@ def test_face_mode_uses_the_packaged_face_crop_model(cli, photos: Path, tmp_path
     assert code == ExitCode.OK and json.loads(out)["training"]["input"] == "face crops (as scan --faces)"
     summary = tmp_path / "summary.json"
     code, _, _ = cli("scan", photos / "astronaut.png", "--faces", "-q", "--summary-json", summary)
-    assert code == ExitCode.OK and json.loads(summary.read_text())["model"].startswith("faces.keras@")
     figures = json.loads(summary.read_text())
-    assert code == ExitCode.OK and figures["whole_image_model"].startswith("default.keras@")
+    assert code == ExitCode.OK and figures["model"].startswith("faces.keras@")
+    assert [m["model"].split("@")[0] for m in figures["models"]] == ["faces.keras", "default.keras"]
     code, _, _ = cli("scan", photos / "astronaut.png", "-q", "--summary-json", summary)
     assert code == ExitCode.OK and json.loads(summary.read_text())["model"].startswith("default.keras@")
 
 
 def test_in_face_mode_files_without_a_face_go_to_the_whole_image_model(cli, photos: Path):
-    from deepscan.model import default_model_path, read_spec
+    from deepscan.model import packaged_model, read_spec
 
     trio = (photos / "astronaut.png", photos / "noise.png", photos / "broken.jpg")
     code, out, _ = cli("scan", *trio, "--faces", "-q", "--columns", "model", "--format", "jsonl")
@@ -156,7 +164,7 @@ def test_in_face_mode_files_without_a_face_go_to_the_whole_image_model(cli, phot
     assert rows["astronaut.png"]["face"] == 0 and rows["astronaut.png"]["model"].startswith("faces.keras@")
     noise = rows["noise.png"]
     assert noise["face"] is None and noise["model"].startswith("default.keras@")
-    whole_threshold = read_spec(default_model_path()).threshold
+    whole_threshold = read_spec(packaged_model()).threshold
     assert noise["label"] == ("fake" if noise["score"] >= whole_threshold else "real")
 
 
@@ -171,7 +179,7 @@ def test_a_missing_detector_is_a_clear_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_mtcnn)
-    with pytest.raises(DeepscanError, match=r"pip install 'deepscan\[faces\]'"):
+    with pytest.raises(DeepscanError, match=r"pip install 'deepscan-audit\[faces\]'"):
         FaceFinder()
 
 

@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 
 from deepscan.errors import OutputError
-from deepscan.report import OutputFormat, Summary, choose_format, open_report
-from deepscan.scan import ScanRow
+from deepscan.record import Record
+from deepscan.report import OutputFormat, choose_format, open_report, read_report, report_columns
+from deepscan.scorers import ScanModel
+from deepscan.summary import Summary
 
 ROWS = [
-    ScanRow("photos/a.jpg", 0.9, "fake"),
-    ScanRow('odd, "name"\twith tab ü.png', 0.1234567, "real"),
-    ScanRow("broken.jpg", error="not an image, or an unsupported format"),
+    Record("photos/a.jpg", 0.9, "fake"),
+    Record('odd, "name"\twith tab ü.png', 0.1234567, "real"),
+    Record("broken.jpg", error="not an image, or an unsupported format"),
 ]
 
 
@@ -42,10 +44,39 @@ def test_json_and_jsonl_parse_back(tmp_path: Path):
 
 def test_format_comes_from_the_option_then_the_extension(tmp_path: Path):
     assert choose_format(tmp_path / "x.JSONL", None) is OutputFormat.jsonl
-    assert choose_format(tmp_path / "x.csv", OutputFormat.json) is OutputFormat.json
+    assert choose_format(tmp_path / "x.data", OutputFormat.json) is OutputFormat.json
+    assert choose_format(None, OutputFormat.jsonl) is OutputFormat.jsonl
     assert choose_format(None, None) is OutputFormat.csv
     with pytest.raises(OutputError, match="extension"):
         choose_format(tmp_path / "x.txt", None)
+
+
+def test_a_format_that_contradicts_the_extension_is_refused(tmp_path: Path):
+    with pytest.raises(OutputError, match="contradicts"):
+        choose_format(tmp_path / "r.csv", OutputFormat.json)
+
+
+def test_small_scores_print_the_same_in_csv_and_json(tmp_path: Path):
+    rows = [Record("tiny.png", 0.00002, "real")]
+    assert "0.000020" in write(tmp_path / "r.csv", OutputFormat.csv, rows)
+    for fmt in (OutputFormat.json, OutputFormat.jsonl):
+        text = write(tmp_path / f"r.{fmt.value}", fmt, rows)
+        assert '"score": 0.000020' in text and "e-05" not in text
+
+
+@pytest.mark.parametrize("fmt", list(OutputFormat))
+def test_face_rows_read_back_as_written(tmp_path: Path, fmt: OutputFormat):
+    rows = [
+        Record("a.jpg", 0.25, "real", model="m@sha256:1", face=0, box=(1, 2, 30, 40), face_confidence=0.99),
+        Record("a.jpg", 0.75, "fake", model="m@sha256:1", face=1, box=(50, 2, 30, 40), face_confidence=0.9),
+        Record("b.jpg", error="empty file", model="m@sha256:1"),
+    ]
+    path = tmp_path / f"r.{fmt.value}"
+    with open_report(path, fmt, report_columns(True, ["model"])) as report:
+        for row in rows:
+            report.write(row)
+    back = read_report(path)
+    assert back == {"a.jpg": rows[:2], "b.jpg": [Record("b.jpg", error="empty file", model="m@sha256:1")]}
 
 
 def test_a_failed_run_leaves_the_previous_report_untouched(tmp_path: Path):
@@ -72,9 +103,10 @@ def test_unwritable_destinations_are_refused_up_front(tmp_path: Path, where: str
         pass
 
 
-def test_summary_counts_and_keeps_only_the_most_suspicious():
-    summary = Summary(found=5, threshold=0.5, model="m", top=2)
-    for row in [*ROWS, ScanRow("c.jpg", 0.95, "fake"), ScanRow("d.jpg", 0.2, "real")]:
+def test_summary_counts_and_keeps_only_the_most_suspicious(tiny_model: Path):
+    summary = Summary(found=5, models=[ScanModel(tiny_model, "whole images")], top=2)
+    for row in [*ROWS, Record("c.jpg", 0.95, "fake"), Record("d.jpg", 0.2, "real")]:
         summary.add(row)
     assert (summary.scored, summary.fake, summary.real, summary.errors) == (4, 2, 2, 1)
     assert summary.most_suspicious() == [(0.95, "c.jpg"), (0.9, "photos/a.jpg")]
+    assert summary.failures == [("broken.jpg", "not an image, or an unsupported format")]

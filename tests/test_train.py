@@ -83,7 +83,9 @@ def test_scan_uses_the_trained_model_and_its_threshold(cli, trained: Path, data:
 
 def test_info_shows_the_recipe(cli, trained: Path):
     code, out, _ = cli("info", trained)
-    assert code == 0 and "compact" in out and "epochs_run" in out and "val_metrics" in out
+    assert code == 0 and "compact" in out and "training: epochs run" in out and "roc_auc=" in out
+    assert out.count("│ input ") == 1  # the recipe's "input" is shown as a training row, not a second input
+    assert "device" in out and ("CPU" in out or "GPU" in out)
 
 
 def test_evaluate_figures_match_a_confusion_matrix_made_by_hand(cli, trained: Path, data: Path):

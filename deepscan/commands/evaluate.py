@@ -12,9 +12,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deepscan.commands.options import (
+    FACE_DEFAULTS,
+    BatchSizeOption,
+    FaceMarginOption,
+    FacesOption,
+    MaxFacesOption,
+    MinFaceSizeOption,
+    ModelOption,
+    ThresholdOption,
+    TrustModelOption,
+    face_settings,
+)
 from deepscan.errors import DeepscanError
 from deepscan.evaluate import Evaluation, RobustnessRow
 from deepscan.model import CLASS_NAMES
+from deepscan.scorers import DEFAULT_BATCH_SIZE
 
 
 class CardFormat(str, Enum):
@@ -29,78 +42,63 @@ def evaluate_command(
             metavar="DATA_DIR", exists=True, file_okay=False, help="Folder holding real/ and fake/.", show_default=False
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            exists=True,
-            dir_okay=False,
-            help="Model file (default: the packaged model; with --faces, the packaged face-crop model).",
-        ),
-    ] = None,
-    threshold: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="Decision threshold (default: the model's).")
-    ] = None,
+    model: ModelOption = None,
+    threshold: ThresholdOption = None,
+    trust_model: TrustModelOption = False,
     output_format: Annotated[CardFormat, typer.Option("--format", "-f", help="Rich table, or JSON on stdout.")] = (
         CardFormat.table
     ),
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the figures as JSON to this file.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images scored per model call.")] = 64,
-    trust_model: Annotated[
-        bool, typer.Option("--trust-model", help="Allow a model file that contains Python code.")
-    ] = False,
+    errors: Annotated[
+        int, typer.Option("--errors", min=0, help="List the N files labelled wrongly, most confidently wrong first.")
+    ] = 0,
     robust: Annotated[
         bool,
-        typer.Option(
-            "--robustness",
-            help="Also score after JPEG re-compression (quality 95-30) and Gaussian blur (sigma 0-3).",
-        ),
+        typer.Option("--robustness", help="Also score after JPEG re-compression (quality 95-30) and blur (sigma 0-3)."),
     ] = False,
     plot: Annotated[
         Path | None, typer.Option(help="Draw the ROC curve, score histograms (and robustness) to this PNG.")
     ] = None,
-    faces: Annotated[
-        bool,
-        typer.Option(
-            "--faces",
-            help="Score as 'scan --faces' does: each file by its most suspicious face (needs deepscan[faces]).",
-        ),
-    ] = False,
-    face_margin: Annotated[
-        float, typer.Option(min=0.0, help="With --faces: margin around each face, as a fraction of its size.")
-    ] = 0.25,
+    faces: FacesOption = False,
+    min_face_size: MinFaceSizeOption = FACE_DEFAULTS.min_face_size,
+    max_faces: MaxFacesOption = FACE_DEFAULTS.max_faces,
+    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
-    """Score DATA_DIR/real and DATA_DIR/fake and report accuracy, ROC AUC and the confusion matrix.
+    """Score DATA_DIR/real and DATA_DIR/fake as 'deepscan scan' does; report accuracy, ROC AUC, confusion matrix.
+
+    With --faces, each file is scored by its most suspicious face, as 'scan --faces' counts it.
 
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
     """
-    from deepscan.evaluate import labelled_images, plot_card, report_card, robustness, score_labelled
-    from deepscan.model import load_model, packaged_models
+    from deepscan.evaluate import labelled_images, misclassified, plot_card, report_card, robustness, score_labelled
+    from deepscan.job import ScanSettings, scan_models
     from deepscan.report import check_destination, write_atomically
-    from deepscan.scan import resolve_threshold
 
     if faces and robust:
         raise DeepscanError("--robustness measures whole images; it does not combine with --faces")
     for destination in (out, plot):
         check_destination(destination)
-    model_path, whole_path = (model, None) if model else packaged_models(faces)
-    detector = load_model(model_path, trust=trust_model)
-    whole = load_model(whole_path) if whole_path else None
-    finder = None
-    if faces:
-        from deepscan.faces import FaceFinder
-
-        finder = FaceFinder(margin=face_margin)
+    settings = ScanSettings(
+        model=model,
+        threshold=threshold,
+        batch_size=batch_size,
+        trust_model=trust_model,
+        faces=face_settings(faces, min_face_size, max_faces, face_margin),
+    )
+    primary = scan_models(settings)[0]
     paths, labels = labelled_images(str(data_dir))
-    scored = score_labelled(paths, labels, detector, batch_size, faces=finder, whole=whole)
-    card = report_card(scored, resolve_threshold(threshold, detector.spec))
-    table = robustness(paths, labels, detector, threshold=threshold, batch_size=batch_size) if robust else []
-    figures = {"model": str(detector.path), "data": str(data_dir), "faces": faces, **card.to_dict()}
+    scored = score_labelled(paths, labels, settings)
+    card = report_card(scored, primary.threshold)
+    table = robustness(paths, labels, primary, batch_size) if robust else []
+    wrong = misclassified(scored, primary.threshold, errors)
+    figures = {"model": str(primary.path), "data": str(data_dir), "faces": faces, **card.to_dict()}
     if robust:
         figures["robustness"] = [asdict(row) for row in table]
+    if errors:
+        figures["misclassified"] = [{"path": path, "class": truth, "score": score} for path, truth, score in wrong]
     if plot is not None:
         plot_card(plot, scored, card.threshold, table)
     if out is not None:
@@ -110,9 +108,21 @@ def evaluate_command(
         return
     console = Console()
     mode = " (each file by its most suspicious face)" if faces else ""
-    render_card(card, console, title=f"{detector.path.name} on {data_dir}{mode}")
+    render_card(card, console, title=f"{primary.path.name} on {data_dir}{mode}")
     if table:
         render_robustness(table, console)
+    if errors:
+        render_misclassified(wrong, console)
+
+
+def render_misclassified(wrong: list[tuple[str, str, float]], console: Console) -> None:
+    view = Table(title="labelled wrongly (most confident first)", title_justify="left")
+    view.add_column("true class")
+    view.add_column("score", justify="right")
+    view.add_column("path", overflow="fold")
+    for path, truth, score in wrong:
+        view.add_row(truth, f"{score:.3f}", path)
+    console.print(view)
 
 
 def render_robustness(table: list[RobustnessRow], console: Console) -> None:

@@ -1,16 +1,15 @@
-"""deepscan info: what a model file is and how it was made."""
+"""deepscan info: what a model file is, how it was made, and where it would run."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepscan.model import default_model_path, read_spec
+from deepscan.model import packaged_model, read_spec
 
 
 def info_command(
@@ -29,15 +28,19 @@ def info_command(
         bool, typer.Option("--faces", help="Without MODEL: the packaged face-crop model that --faces uses.")
     ] = False,
 ) -> None:
-    """Show a model's input contract and training recipe, without loading TensorFlow.
+    """Show a model's input contract, training recipe and the device it would run on.
+
+    The device line loads TensorFlow (a few seconds); --json prints the spec alone, at once.
 
     Example: deepscan info runs/m.keras
     """
-    path = model or default_model_path(faces)
+    path = model or packaged_model(faces)
     spec = read_spec(path)
     if as_json:
         typer.echo(spec.to_json())
         return
+    from deepscan.runtime import device_name
+
     table = Table(title=str(path), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -46,6 +49,19 @@ def info_command(
     table.add_row("score", f"probability of '{spec.classes[1]}'")
     table.add_row("threshold", f"{spec.threshold:.4f}")
     table.add_row("deepscan version", spec.deepscan_version)
+    table.add_row("device", device_name())
     for key, value in sorted(spec.training.items()):
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        table.add_row(f"training: {key.replace('_', ' ')}", _plain(value))
     Console().print(table)
+
+
+def _plain(value: Any) -> str:
+    """A stored value for people: settings as name=value, nested ones in brackets, figures to 4 places."""
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{key}=({_plain(item)})" if isinstance(item, dict) else f"{key}={_plain(item)}"
+            for key, item in sorted(value.items())
+        )
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "none" if value is None else str(value)

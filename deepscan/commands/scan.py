@@ -12,39 +12,37 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deepscan.cache import ScoreCache
+from deepscan.commands.options import (
+    FACE_DEFAULTS,
+    FACES,
+    PERFORMANCE,
+    BatchSizeOption,
+    FaceMarginOption,
+    FacesOption,
+    MaxFacesOption,
+    MinFaceSizeOption,
+    ModelOption,
+    ThresholdOption,
+    TrustModelOption,
+    face_settings,
+)
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
-from deepscan.faces import FACE_COLUMNS, FaceFinder
-from deepscan.job import ScanJob
-from deepscan.model import packaged_models
-from deepscan.provenance import PROVENANCE_COLUMNS, model_identity, provenance
+from deepscan.job import EXTRA_COLUMNS, ScanJob, ScanSettings
 from deepscan.report import (
-    COLUMNS,
     OutputFormat,
-    Summary,
     check_destination,
     choose_format,
     is_stdout,
     open_report,
-    read_report,
+    report_columns,
     write_atomically,
 )
-from deepscan.scan import DEFAULT_BATCH_SIZE
+from deepscan.scorers import DEFAULT_BATCH_SIZE
+from deepscan.summary import Summary
 
-INPUT, MODEL, OUTPUT, FACES = "Input", "Model", "Output", "Faces (pip install 'deepscan[faces]')"
-GATE, PERFORMANCE = "Gating (exit code 4)", "Performance"
+OUTPUT, INPUT, GATE = "Output", "Input", "Gating (exit code 4)"
 log = logging.getLogger("deepscan")
-
-
-def _columns(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = [name for name in names if name not in PROVENANCE_COLUMNS]
-    if unknown:
-        raise typer.BadParameter(f"unknown column {unknown[0]!r}; choose from {', '.join(PROVENANCE_COLUMNS)}")
-    return names
 
 
 def scan_command(
@@ -52,10 +50,41 @@ def scan_command(
         list[str] | None,
         typer.Argument(
             metavar="PATH",
-            help="Image files and folders to scan (folders recursively); '-' reads paths from stdin.",
+            help="Image files and folders (walked recursively); '-' reads paths from stdin.",
             show_default=False,
         ),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Report file (.csv, .json, .jsonl); '-' or none: stdout.", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format", "-f", help="Report format (default: --out's extension; CSV on stdout).", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress bar, no summary: data and errors only.", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(help=f"Extra columns (comma-separated): {', '.join(EXTRA_COLUMNS)}.", rich_help_panel=OUTPUT),
+    ] = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the summary as JSON ('-': stdout, when the report is not there).", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    model: ModelOption = None,
+    threshold: ThresholdOption = None,
+    trust_model: TrustModelOption = False,
     files_from: Annotated[
         Path | None,
         typer.Option(
@@ -63,96 +92,23 @@ def scan_command(
         ),
     ] = None,
     null: Annotated[
-        bool,
-        typer.Option("--null", "-0", help="Path lists are NUL-separated (find -print0).", rich_help_panel=INPUT),
+        bool, typer.Option("--null", "-0", help="Path lists are NUL-separated (find -print0).", rich_help_panel=INPUT)
     ] = False,
     include: Annotated[
         list[str] | None,
-        typer.Option(help="Only files whose name or path matches this glob (repeatable).", rich_help_panel=INPUT),
+        typer.Option(help="Only files matching this glob (repeatable); see the README.", rich_help_panel=INPUT),
     ] = None,
     exclude: Annotated[
-        list[str] | None,
-        typer.Option(help="Skip files whose name or path matches this glob (repeatable).", rich_help_panel=INPUT),
+        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).", rich_help_panel=INPUT)
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=INPUT)
     ] = True,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Report file (.csv, .json, .jsonl); '-' or omitted: stdout.", rich_help_panel=OUTPUT
-        ),
-    ] = None,
-    output_format: Annotated[
-        OutputFormat | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Report format; default: from --out's extension, CSV on stdout.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Extra columns, comma-separated: {', '.join(PROVENANCE_COLUMNS)}.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Continue an interrupted scan into --out: rows already there are kept.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = False,
-    summary_json: Annotated[
-        Path | None,
-        typer.Option(
-            help="Also write the summary (counts, threshold, model, timings) as JSON.", rich_help_panel=OUTPUT
-        ),
-    ] = None,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="No progress bar and no summary: data and errors only.", rich_help_panel=OUTPUT
-        ),
-    ] = False,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            exists=True,
-            dir_okay=False,
-            help="A model file written by 'deepscan train' (default: the packaged model; with --faces, the packaged "
-            "face-crop model).",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Score at or above which a file is labelled fake (default: the model's).",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    trust_model: Annotated[
-        bool,
-        typer.Option(
-            "--trust-model",
-            help="Allow a model file that contains Python code (Keras safe mode off).",
-            rich_help_panel=MODEL,
-        ),
-    ] = False,
     fail_on_fake: Annotated[
         bool, typer.Option("--fail-on-fake", help="Exit 4 if any file is labelled fake.", rich_help_panel=GATE)
     ] = False,
     max_fake: Annotated[
-        int | None, typer.Option(min=0, help="Exit 4 if more than N files are labelled fake.", rich_help_panel=GATE)
+        int | None, typer.Option(min=0, help="Exit 4 if more than N files are fake.", rich_help_panel=GATE)
     ] = None,
     max_fake_fraction: Annotated[
         float | None,
@@ -160,75 +116,66 @@ def scan_command(
             min=0.0, max=1.0, help="Exit 4 if more than this fraction of scored files is fake.", rich_help_panel=GATE
         ),
     ] = None,
-    faces: Annotated[
-        bool,
-        typer.Option(
-            "--faces",
-            help="Find faces (MTCNN) and score each face crop: one row per face, columns face, box, "
-            "face_confidence; a file without a face is scored whole (face empty).",
-            rich_help_panel=FACES,
-        ),
-    ] = False,
-    min_face_size: Annotated[
-        int, typer.Option(min=20, help="Ignore faces smaller than this (pixels).", rich_help_panel=FACES)
-    ] = 40,
-    max_faces: Annotated[
-        int, typer.Option(min=1, help="Score at most this many faces per image.", rich_help_panel=FACES)
-    ] = 10,
-    face_margin: Annotated[
-        float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=FACES)
-    ] = 0.25,
+    faces: FacesOption = False,
+    min_face_size: MinFaceSizeOption = FACE_DEFAULTS.min_face_size,
+    max_faces: MaxFacesOption = FACE_DEFAULTS.max_faces,
+    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
     save_crops: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Write the scored crops here for review.", rich_help_panel=FACES),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted scan into --out, keeping its rows.", rich_help_panel=PERFORMANCE
+        ),
+    ] = False,
     cache: Annotated[
         Path | None,
         typer.Option(
-            help="SQLite cache of scores by file content and model: re-scans score only new or changed files.",
-            rich_help_panel=PERFORMANCE,
+            help="SQLite cache of scores by file content: re-scans score only new files.", rich_help_panel=PERFORMANCE
         ),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Images scored per model call.", rich_help_panel=PERFORMANCE)
-    ] = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> int:
-    """Score every image under PATHS as real or fake and write one row per file.
+    """Score every image under PATHS as real or fake and write one row per file (per face with --faces).
 
-    Rows have the columns path, label (real/fake; empty on error), score
-    (probability of fake, 0..1; empty on error) and error (why a file could
-    not be scored; empty otherwise).
+    Columns: path, label (real/fake; empty on error), score (probability of
+    fake, 0..1) and error (why a file could not be scored).
 
     Example: deepscan scan ./photos --out results.csv
     """
     console = Console(stderr=True)
     fmt = choose_format(out, output_format)
-    extra_columns = _columns(columns)
     if resume and is_stdout(out):
-        raise typer.BadParameter("--resume needs --out FILE: the report it continues")
-    if faces and (cache is not None or resume):
-        raise typer.BadParameter("--faces cannot be combined with --cache or --resume (yet)", param_hint="--faces")
+        raise OutputError("--resume needs --out FILE: the report it continues")
+    if summary_json is not None and is_stdout(summary_json) and is_stdout(out):
+        raise OutputError("--summary-json - needs --out FILE: the report already goes to stdout")
     for destination in (out, summary_json):
         check_destination(destination)
-    inputs = _inputs(paths or [], files_from, null)
-    images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
-
-    model_path, whole_model_path = (model, None) if model else packaged_models(faces)
-    job = ScanJob(
-        model_path,
+    settings = ScanSettings(
+        model=model,
         threshold=threshold,
         batch_size=batch_size,
         trust_model=trust_model,
-        previous=read_report(out, fmt) if resume and out is not None and out.exists() else {},
-        cache=_open_cache(cache, model_path),
-        finder=FaceFinder(min_face_size, max_faces, face_margin) if faces else None,
-        whole_model_path=whole_model_path,
+        faces=face_settings(faces, min_face_size, max_faces, face_margin),
         save_crops=save_crops,
+        columns=_columns(columns),
+        cache=cache,
+        resume=out if resume else None,
+        resume_format=fmt,
     )
-    model_name = model_path.name + (f" (no face: {whole_model_path.name})" if whole_model_path else "")
-    summary = Summary(found=len(images), threshold=job.cut, model=model_name, faces=0 if faces else None)
+    if settings.cache is not None and settings.cache.is_dir():
+        raise OutputError(f"cache path is a directory: {settings.cache}")
+    images = list(
+        find_images(
+            _inputs(paths or [], files_from, null), recursive=recursive, include=include or (), exclude=exclude or ()
+        )
+    )
+    if not images:
+        log.warning("no image found in the given paths: nothing to scan")
     progress = Progress(
-        TextColumn("scanning"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
@@ -236,42 +183,42 @@ def scan_command(
         transient=True,
         disable=quiet or not console.is_terminal,
     )
+    task = progress.add_task("starting", total=len(images))
+    with ScanJob(settings, status=lambda text: progress.update(task, description=text)) as job:
+        summary = Summary(found=len(images), models=job.models, faces_mode=faces)
 
-    def finish(interrupted: bool) -> ExitCode:
-        if job.cache is not None:
-            job.cache.close()
-            log.info("cache: %d hits, %d misses", job.cache.hits, job.cache.misses)
-        if not quiet:
-            summary.render(console, interrupted=interrupted)
-        code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
-        if summary_json is not None:
-            figures = {**summary.to_dict(), "model": model_identity(model_path), "interrupted": interrupted}
-            if whole_model_path is not None:
-                figures["whole_image_model"] = model_identity(whole_model_path)
-            write_atomically(summary_json, json.dumps({**figures, "exit_code": int(code)}, indent=2) + "\n")
-        return code
+        def finish(interrupted: bool) -> ExitCode:
+            summary.device = job.device
+            summary.destination = None if is_stdout(out) else str(out)
+            if not quiet:
+                summary.render(console, interrupted=interrupted)
+            code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
+            if summary_json is not None:
+                text = json.dumps({**summary.to_dict(), "interrupted": interrupted, "exit_code": int(code)}, indent=2)
+                _write_summary(summary_json, text + "\n")
+            return code
 
-    columns_out = COLUMNS + (FACE_COLUMNS if faces else ()) + extra_columns
-    try:
-        with open_report(out, fmt, columns_out) as report, progress:
-            task = progress.add_task("scan", total=len(images))
-            for batch in job.run(images):
-                for row, face_columns in batch.rows:
-                    digest = job.cache.digest(row.path) if job.cache is not None else None
-                    scorer = job.scored_by(row, face_columns)
-                    report.write(row, {**face_columns, **provenance(row.path, extra_columns, scorer, digest)})
-                for verdict in batch.verdicts:
-                    summary.add(verdict.row, faces=verdict.faces)
-                    if verdict.row.error:
-                        log.info("%s: %s", verdict.row.path, verdict.row.error)
-                report.flush()
-                progress.advance(task, len(batch.verdicts))
-    except INTERRUPTS:
-        finish(interrupted=True)
-        raise
-    except BrokenPipeError:
-        raise OutputClosed() from None
-    return finish(interrupted=False)
+        try:
+            with open_report(out, fmt, report_columns(faces, settings.columns)) as report, progress:
+                for files in job.run(images):
+                    for scanned in files:
+                        for record in scanned.records:
+                            report.write(record)
+                        summary.add(scanned.verdict, scanned.faces)
+                        if scanned.verdict.error:
+                            log.info("%s: %s", scanned.path, scanned.verdict.error)
+                    report.flush()
+                    progress.advance(task, len(files))
+        except INTERRUPTS:
+            finish(interrupted=True)
+            raise
+        except BrokenPipeError:
+            raise OutputClosed() from None
+        return finish(interrupted=False)
+
+
+def _columns(value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
 
 
 def _inputs(paths: list[str], files_from: Path | None, null: bool) -> list[str]:
@@ -295,12 +242,12 @@ def _inputs(paths: list[str], files_from: Path | None, null: bool) -> list[str]:
     return inputs
 
 
-def _open_cache(path: Path | None, model_path: Path) -> ScoreCache | None:
-    if path is None:
-        return None
-    if path.is_dir():
-        raise OutputError(f"cache path is a directory: {path}")
-    return ScoreCache(path, model_identity(model_path))
+def _write_summary(destination: Path, text: str) -> None:
+    if is_stdout(destination):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomically(destination, text)
 
 
 def _exit_code(summary: Summary, fail_on_fake: bool, max_fake: int | None, max_fraction: float | None) -> ExitCode:

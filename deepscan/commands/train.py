@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepscan.errors import DeepscanError, ExitCode
+from deepscan.commands.options import FACE_DEFAULTS, FaceMarginOption
+from deepscan.errors import DeepscanError, ExitCode, OutputError
 from deepscan.model import ARCHITECTURES, list_architectures
 from deepscan.report import check_destination
 
@@ -61,9 +62,7 @@ def train_command(
             rich_help_panel=DATA,
         ),
     ] = False,
-    face_margin: Annotated[
-        float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=DATA)
-    ] = 0.25,
+    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
     target_fpr: Annotated[
         float | None,
         typer.Option(
@@ -149,9 +148,11 @@ def train_command(
 
     Example: deepscan train ../shared/data --out m.keras --target-fpr 0.1
     """
+    if out.suffix != ".keras":
+        raise OutputError(f"--out must name a .keras file (deepscan's model format), not {out.name}")
     check_destination(out)
     if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
-        raise DeepscanError("--tensorboard needs TensorBoard: pip install 'deepscan[tensorboard]'")
+        raise DeepscanError("--tensorboard needs TensorBoard: pip install 'deepscan-audit[tensorboard]'")
     from deepscan.train import Augmentation, TrainConfig, train
 
     console = Console(stderr=True, highlight=False)
@@ -182,4 +183,12 @@ def train_command(
         markup=False,
         soft_wrap=True,
     )
+    if not card.roc_auc > 0.5:
+        console.print(
+            f"warning: the model is no better than chance on the validation set (ROC AUC {card.roc_auc:.3f}); "
+            "check the data layout (real/ and fake/) and train longer before using it",
+            style="bold yellow",
+            markup=False,
+            soft_wrap=True,
+        )
     return ExitCode.INTERRUPTED if result.interrupted else ExitCode.OK

@@ -1,0 +1,58 @@
+"""Options that several commands share, declared once; their defaults come from the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepscan.faces import FaceSettings
+
+MODEL, FACES, PERFORMANCE = "Model", "Faces (pip install 'deepscan-audit\\[faces]')", "Performance"
+FACE_DEFAULTS = FaceSettings()
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        "-m",
+        exists=True,
+        dir_okay=False,
+        help="Model file from 'deepscan train' (default: the packaged model; with --faces, the face-crop model).",
+        rich_help_panel=MODEL,
+    ),
+]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, max=1.0, help="Score at or above which a file is fake (default: the model's).", rich_help_panel=MODEL
+    ),
+]
+TrustModelOption = Annotated[
+    bool,
+    typer.Option("--trust-model", help="Allow a model file holding Python code (no safe mode).", rich_help_panel=MODEL),
+]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images scored per model call.", rich_help_panel=PERFORMANCE)]
+FacesOption = Annotated[
+    bool,
+    typer.Option(
+        "--faces",
+        help="Find faces (MTCNN) and score each one; a file without a face is scored whole.",
+        rich_help_panel=FACES,
+    ),
+]
+MinFaceSizeOption = Annotated[
+    int, typer.Option(min=20, help="Ignore faces smaller than this (pixels).", rich_help_panel=FACES)
+]
+MaxFacesOption = Annotated[
+    int, typer.Option(min=1, help="Score at most this many faces per image.", rich_help_panel=FACES)
+]
+FaceMarginOption = Annotated[
+    float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=FACES)
+]
+
+
+def face_settings(faces: bool, min_face_size: int, max_faces: int, margin: float) -> FaceSettings | None:
+    """The face options as library settings (None: whole images)."""
+    return FaceSettings(min_face_size, max_faces, margin) if faces else None

@@ -1,0 +1,87 @@
+"""Reading input files safely: regular files only, each read once, every failure named."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+
+
+class ReadError(OSError):
+    """A path that cannot be read as a regular file; the message is the report's error text."""
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for binary reading, refusing anything but a regular file.
+
+    The file is opened without blocking and checked on its descriptor, so a
+    FIFO never hangs the caller and a file swapped for a device between a
+    check and the open is still refused. Raises ReadError with a reason.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise ReadError(describe_read_error(err, path)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ReadError(f"not a regular file: {_kind(mode)}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A regular file's whole content (see open_regular)."""
+    with open_regular(path) as handle:
+        return handle.read()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a regular file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_read_error(err: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """The report's words for a file that could not be opened or read."""
+    if isinstance(err, ReadError):
+        return str(err)
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "not a regular file: a directory"
+    if err.errno == errno.ENAMETOOLONG:
+        return "path too long for the file system"
+    if err.errno == errno.ELOOP:
+        return "too many levels of symbolic links"
+    if err.errno == errno.ENXIO and path is not None:  # opening a socket
+        try:
+            return f"not a regular file: {_kind(os.stat(path).st_mode)}"
+        except OSError:
+            pass
+    return f"cannot read file: {err.strerror or err}"
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")

@@ -1,0 +1,122 @@
+"""The scorer seam: files in, unlabelled records out, one implementation per back end.
+
+A scan job hands a scorer the files left to score (after resume and the
+cache) and gets back, a batch at a time and in the same order, one or more
+records per file: a score and the model that gave it, or an error. Labels
+are not a scorer's business: the job applies the verdict rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+from deepscan.model import Detector, ModelSpec, load_model, model_identity, read_spec
+from deepscan.pipeline import Perturbation, Source, image_batches
+from deepscan.record import Record
+
+log = logging.getLogger("deepscan")
+
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class ScanModel:
+    """A model as a scan uses it: file, spec and threshold resolved once, loaded on first use."""
+
+    path: Path
+    role: str  # what it scores: "whole images", "faces", ...
+    explicit_threshold: float | None = None  # --threshold, if given
+    trust: bool = False
+    spec: ModelSpec = field(init=False)
+    threshold: float = field(init=False)
+    _detector: Detector | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.spec = read_spec(self.path)
+        # The threshold rule, applied here and nowhere else: an explicit option wins over the model's own.
+        self.threshold = self.spec.threshold if self.explicit_threshold is None else self.explicit_threshold
+
+    @cached_property
+    def identity(self) -> str:
+        return model_identity(self.path)
+
+    @property
+    def loaded(self) -> bool:
+        return self._detector is not None
+
+    def detector(self) -> Detector:
+        if self._detector is None:
+            log.info("loading model %s", self.path)
+            self._detector = load_model(self.path, trust=self.trust)
+        return self._detector
+
+
+class Scorer(Protocol):
+    """What the scan job needs of a back end."""
+
+    cache_key: str  # what the scores depend on besides the file: a cache entry is valid only under the same key
+
+    def models(self) -> list[ScanModel]:
+        """The models whose identities the records carry."""
+        ...
+
+    def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
+        """Records for ``sources`` in order, a batch at a time; every file gets one at least; no labels."""
+        ...
+
+
+@dataclass
+class WholeImageScorer:
+    """Each file decoded, resized to the model's input and scored whole, through tf.data."""
+
+    model: ScanModel
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    @property
+    def cache_key(self) -> str:
+        return self.model.identity
+
+    def models(self) -> list[ScanModel]:
+        return [self.model]
+
+    def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
+        yield from score_files(sources, self.model.detector(), self.batch_size, model=self.model.identity)
+
+
+def score_files(
+    sources: Iterable[Source | str],
+    detector: Detector,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    perturb: Perturbation | None = None,
+    *,
+    model: str = "",
+) -> Iterator[list[Record]]:
+    """Unlabelled records for image files, a batch at a time, streaming through tf.data.
+
+    Unreadable files come back with an ``error`` and never reach the model.
+    ``perturb`` degrades each decoded image first (robustness tests);
+    ``model`` is the identity the records carry.
+    """
+    spec = detector.spec
+    for batch_paths, pixels, errors in image_batches(sources, spec.image_size, batch_size, perturb):
+        messages = errors.numpy()
+        readable = messages == b""
+        scores = iter(())
+        if readable.all():
+            scores = iter(detector.predict(pixels))
+        elif readable.any():
+            scores = iter(detector.predict(pixels.numpy()[readable]))
+        rows = []
+        for raw_path, message in zip(batch_paths.numpy(), messages, strict=True):
+            path = os.fsdecode(raw_path)
+            if message:
+                rows.append(Record(path, error=message.decode(), model=model))
+            else:
+                rows.append(Record(path, float(next(scores)), model=model))
+        yield rows

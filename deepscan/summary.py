@@ -1,0 +1,125 @@
+"""The summary of a scan: counts kept as files stream past, a Rich table for people, a dict for dashboards."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from deepscan.record import Record
+from deepscan.scorers import ScanModel
+
+SHOWN_FAILURES = 5
+
+
+@dataclass
+class Summary:
+    """What a scan found, counted per file (in face mode, a file's verdict is its most suspicious face)."""
+
+    found: int
+    models: list[ScanModel]
+    faces_mode: bool = False
+    top: int = 5
+    scored: int = 0
+    fake: int = 0
+    errors: int = 0
+    faces: int = 0  # face mode: faces scored
+    files_without_faces: int = 0  # face mode: readable files scored whole for want of a face
+    failures: list[tuple[str, str]] = field(default_factory=list)  # the first few (path, error)
+    device: str | None = None  # where the models ran; None when none had to be loaded
+    destination: str | None = None  # the report file, once written
+    started: float = field(default_factory=time.perf_counter)
+    elapsed: float = 0.0
+    _suspicious: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def real(self) -> int:
+        return self.scored - self.fake
+
+    @property
+    def done(self) -> int:
+        return self.scored + self.errors
+
+    def add(self, verdict: Record, faces: int = 0) -> None:
+        """Count a file by the record that decides it; ``faces``: how many of its faces were scored."""
+        self.elapsed = time.perf_counter() - self.started
+        if verdict.score is None:
+            self.errors += 1
+            if len(self.failures) < SHOWN_FAILURES:
+                self.failures.append((verdict.path, verdict.error))
+            return
+        self.faces += faces
+        self.files_without_faces += faces == 0
+        self.scored += 1
+        self.fake += verdict.label == "fake"
+        item = (verdict.score, verdict.path)
+        if len(self._suspicious) < self.top:
+            heapq.heappush(self._suspicious, item)
+        else:
+            heapq.heappushpop(self._suspicious, item)
+
+    def most_suspicious(self) -> list[tuple[float, str]]:
+        return sorted(self._suspicious, reverse=True)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        face_counts = {"faces": self.faces, "files_without_faces": self.files_without_faces}
+        return {
+            "files_found": self.found,
+            "scored": self.scored,
+            "real": self.real,
+            "fake": self.fake,
+            "errors": self.errors,
+            **(face_counts if self.faces_mode else {}),
+            "threshold": self.models[0].threshold,
+            "model": self.models[0].identity,
+            "models": [
+                {"role": model.role, "model": model.identity, "threshold": model.threshold} for model in self.models
+            ],
+            "device": self.device,
+            "report": self.destination,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "images_per_second": round(self.rate, 1),
+            "most_suspicious": [{"path": path, "score": round(score, 6)} for score, path in self.most_suspicious()],
+            "failures": [{"path": path, "error": error} for path, error in self.failures],
+        }
+
+    def render(self, console: Console, *, interrupted: bool = False) -> None:
+        title = f"deepscan: stopped after {self.done} of {self.found} files" if interrupted else "deepscan summary"
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        counts = [("files found", self.found), ("scored", self.scored), ("real", self.real), ("fake", self.fake)]
+        counts.append(("errors", self.errors))
+        if self.faces_mode:
+            counts += [("faces", self.faces), ("files without faces", self.files_without_faces)]
+        for name, value in counts:
+            table.add_row(name, str(value))
+        for model in self.models:
+            table.add_row("model", f"{model.path.name} ({model.role}), threshold {model.threshold:.3f}")
+        table.add_row("device", self.device or "none (every file was already known)")
+        table.add_row("elapsed", f"{self.elapsed:.1f} s ({self.rate:.1f} images/s)")
+        console.print(table)
+        if self.failures:
+            console.print("[bold]could not be scored[/]")
+            for path, error in self.failures:
+                console.print(f"  {path}: {error}", markup=False, highlight=False)
+            if self.errors > len(self.failures):
+                console.print(f"  ... and {self.errors - len(self.failures)} more (see their error rows)")
+        suspicious = self.most_suspicious()
+        if suspicious:
+            top = Table(title="most suspicious", title_justify="left")
+            top.add_column("score", justify="right")
+            top.add_column("path", overflow="fold")
+            for score, path in suspicious:
+                top.add_row(f"{score:.3f}", path)
+            console.print(top)
+        if self.destination:
+            console.print(f"wrote {self.destination}", markup=False, highlight=False)
