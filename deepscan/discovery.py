@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+from deepscan.pipeline import decodable_extensions
+
+IMAGE_EXTENSIONS = decodable_extensions()
 
 
 def is_image_name(name: str) -> bool:
@@ -26,26 +28,34 @@ def find_images(
 
     Directories are walked in name order (recursively unless told otherwise),
     following symbolic links but never entering a directory twice, so a
-    link cycle cannot loop. Inside directories only image extensions count;
-    a file named explicitly is always yielded, and so is a path that does
-    not exist: scanning reports it as an error row instead of losing it.
-    ``include``/``exclude`` are glob patterns matched against a file's name
-    or its whole path: with includes, a file must match one; a file that
+    link cycle cannot loop. Inside directories, files count by extension:
+    every format the installed Pillow can decode (IMAGE_EXTENSIONS). A file
+    named explicitly is always yielded, and so is a path that does not
+    exist: scanning reports it as an error row instead of losing it.
+
+    ``include``/``exclude`` are glob patterns, as ``fd`` and ``rg -g`` take
+    them: a pattern without '/' matches a file's name; one with '/' matches
+    its path relative to the folder given (``sub/*.jpg``) or its path as
+    found (``*/sub/*``). With includes, a file must match one; a file that
     matches an exclude is dropped.
     """
     seen_files: set[tuple[int, int]] = set()
     seen_dirs: set[tuple[int, int]] = set()
     for item in inputs:
         path = os.fspath(item)
-        found = _walk(path, recursive, seen_dirs, seen_files) if os.path.isdir(path) else iter([path])
+        is_dir = os.path.isdir(path)
+        found = _walk(path, recursive, seen_dirs, seen_files) if is_dir else iter([path])
         for candidate in found:
-            if _wanted(candidate, include, exclude) and (candidate != path or _first_visit(path, seen_files)):
+            relative = os.path.relpath(candidate, path) if is_dir else candidate
+            if _wanted(candidate, relative, include, exclude) and (candidate != path or _first_visit(path, seen_files)):
                 yield candidate
 
 
-def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+def _wanted(path: str, relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     def matches(pattern: str) -> bool:
-        return fnmatch.fnmatch(os.path.basename(path), pattern) or fnmatch.fnmatch(path, pattern)
+        if "/" not in pattern:
+            return fnmatch.fnmatch(os.path.basename(path), pattern)
+        return fnmatch.fnmatch(relative, pattern.removeprefix("./")) or fnmatch.fnmatch(path, pattern)
 
     if include and not any(matches(p) for p in include):
         return False

@@ -26,6 +26,32 @@ from deepscan.runtime import tensorflow
 if TYPE_CHECKING:
     import tensorflow as tf
 
+# Formats Pillow can name but not decode on its own (stubs, or an external program such as Ghostscript).
+UNDECODABLE_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "EPS", "WMF", "MPEG", "IPTC"})
+
+
+def _register_optional_decoders() -> None:
+    """HEIC/HEIF and JPEG XL, when their Pillow plugins are installed."""
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    except ImportError:
+        pass
+    try:
+        import pillow_jxl  # noqa: F401  (registers itself)
+    except ImportError:
+        pass
+
+
+def decodable_extensions() -> frozenset[str]:
+    """Every file extension the installed Pillow (and its optional plugins) can decode, lower case."""
+    _register_optional_decoders()
+    Image.init()
+    formats = set(Image.OPEN) - UNDECODABLE_FORMATS
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats)
+
+
 # Refuse images larger than this before decoding them (decompression bombs).
 # Pillow's own bomb check, which fires later (2x its MAX_IMAGE_PIXELS), is caught too.
 MAX_PIXELS = 120_000_000

@@ -110,7 +110,7 @@ class Summary:
         if self.failures:
             console.print("[bold]could not be scored[/]")
             for path, error in self.failures:
-                console.print(f"  {path}: {error}", markup=False, highlight=False)
+                console.print(f"  {path}: {error}", markup=False, highlight=False, soft_wrap=True)
             if self.errors > len(self.failures):
                 console.print(f"  ... and {self.errors - len(self.failures)} more (see their error rows)")
         suspicious = self.most_suspicious()
@@ -122,4 +122,4 @@ class Summary:
                 top.add_row(f"{score:.3f}", path)
             console.print(top)
         if self.destination:
-            console.print(f"wrote {self.destination}", markup=False, highlight=False)
+            console.print(f"wrote {self.destination}", markup=False, highlight=False, soft_wrap=True)

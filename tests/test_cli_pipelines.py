@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,10 @@ def test_include_exclude_and_no_recursive(cli, photos: Path, tiny_model: Path):
     assert names(rows_of(out)) == ["b.jpg", "broken.jpg", "c.webp"]
     _, out, _ = cli("scan", photos, "--model", tiny_model, "-q", "--exclude", "*/nested/*")
     assert names(rows_of(out)) == ["a.PNG", "b.jpg"]
+    _, out, _ = cli("scan", photos, "--model", tiny_model, "-q", "--include", "nested/*")  # relative to the folder
+    assert names(rows_of(out)) == ["broken.jpg", "c.webp"]
+    _, out, _ = cli("scan", photos, "--model", tiny_model, "-q", "--include", "nested/deeper/*.webp")
+    assert names(rows_of(out)) == ["c.webp"]
     _, out, _ = cli("scan", photos, "--model", tiny_model, "-q", "--no-recursive")
     assert names(rows_of(out)) == ["a.PNG", "b.jpg"]
 
@@ -168,10 +173,13 @@ def run_shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_jsonl_to_head_ends_quietly_on_a_broken_pipe(tmp_path: Path, tiny_model: Path):
     for i in range(1200):
         write_image(tmp_path / "many" / f"{i:04d}.png", i, size=(8, 8))
-    result = run_shell(f"deepscan scan many --model {tiny_model} --format jsonl --batch-size 8 | head -3", tmp_path)
+    command = f"deepscan scan many --model {tiny_model} --format jsonl --batch-size 8 --cache c.db | head -3"
+    result = run_shell(command, tmp_path)
     assert len(result.stdout.splitlines()) == 3
     assert result.stderr == ""
     assert result.returncode == ExitCode.BROKEN_PIPE
+    stored = sqlite3.connect(tmp_path / "c.db").execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert 8 <= stored < 1200  # the scores computed before the pipe closed were kept
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,16 @@ import pytest
 from deepscan.errors import ExitCode
 
 from .conftest import write_image
+
+
+class _AnyError(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_ERROR = _AnyError()
 
 
 def rows_of(text: str) -> list[dict]:
@@ -79,6 +90,9 @@ def test_batch_size_does_not_change_results(cli, photos: Path, tiny_model: Path)
         (["scan", ".", "--threshold", "2"], "threshold"),
         (["scan", ".", "--format", "xml"], "format"),
         (["scan", ".", "--bogus"], "bogus"),
+        (["scan", ".", "--out", "r.csv", "--format", "json"], "contradicts"),
+        (["scan", ".", "--summary-json", "-"], "needs --out"),
+        (["train", ".", "--out", "m.h5"], ".keras"),
         (["info", "does-not-exist.keras"], "does not exist"),
     ],
 )
@@ -128,3 +142,45 @@ def test_info_reads_a_model_without_loading_it(cli, tiny_model: Path):
     code, out, _ = cli("info", tiny_model, "--json")
     spec = json.loads(out)
     assert code == 0 and spec["arch"] == "reference" and spec["image_size"] == 32
+
+
+def test_global_options_work_after_the_command_too(cli, photos: Path, tiny_model: Path):
+    for flags in (["-v"], ["--log-level", "info"], ["--log-level=info"]):
+        code, _, err = cli("scan", photos, "--model", tiny_model, "-q", *flags)
+        assert code == ExitCode.UNREADABLE and "loading model" in err, flags
+    code, out, _ = cli("scan", "--model", tiny_model, "-q", "--", photos / "b.jpg")
+    assert code == ExitCode.OK and len(rows_of(out)) == 1
+
+
+def test_a_scan_that_finds_no_image_says_so_and_exits_zero(cli, tmp_path: Path, tiny_model: Path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    code, out, err = cli("scan", tmp_path, "--model", tiny_model)
+    assert code == ExitCode.OK and rows_of(out) == [] and "no image found" in err
+
+
+def test_the_summary_names_the_failures_and_the_report(cli, tmp_path: Path, tiny_model: Path):
+    for i in range(8):
+        (tmp_path / "in" / f"bad{i}.jpg").parent.mkdir(exist_ok=True)
+        (tmp_path / "in" / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    write_image(tmp_path / "in" / "good.png")
+    report = tmp_path / "r.csv"
+    code, _, err = cli("scan", tmp_path / "in", "--model", tiny_model, "--out", report)
+    text = " ".join(err.split())
+    assert code == ExitCode.UNREADABLE
+    assert "could not be scored" in text and "bad0.jpg: not an image" in text and "and 3 more" in text
+    assert f"wrote {report}" in text
+    assert re.search(r"device\W+(CPU|GPU)", text)
+
+
+def test_summary_json_on_stdout_beside_a_report_file(cli, photos: Path, tiny_model: Path, tmp_path: Path):
+    code, out, _ = cli("scan", photos, "--model", tiny_model, "-q", "--out", tmp_path / "r.csv", "--summary-json", "-")
+    figures = json.loads(out)
+    assert figures["exit_code"] == code == ExitCode.UNREADABLE and figures["report"] == str(tmp_path / "r.csv")
+    assert figures["device"] in ("CPU",) or figures["device"].startswith("GPU")
+    assert figures["failures"] == [{"path": str(photos / "nested" / "broken.jpg"), "error": ANY_ERROR}]
+
+
+def test_help_reads_like_a_manual(cli):
+    _, out, _ = cli("scan", "--help")
+    assert "<bool>" not in out and "<list" not in out and "FILE" in out
+    assert "deepscan-audit[faces]" in out  # the extra's name survives Rich markup

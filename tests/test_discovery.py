@@ -20,8 +20,24 @@ def test_no_recursive_stays_in_the_top_folder(photos: Path):
 def test_extensions_are_case_insensitive():
     for name in ("x.jpg", "x.JPEG", "x.Png", "x.bmp", "x.GIF", "x.webp", "x.tif", "x.TIFF"):
         assert is_image_name(name), name
-    for name in ("x.txt", "x.jpg.txt", "jpg", "x.heic"):
+    for name in ("x.txt", "x.jpg.txt", "jpg", "x.pdf", "x.eps"):
         assert not is_image_name(name), name
+
+
+def test_every_format_pillow_decodes_is_found_in_folders(tmp_path: Path, tiny_model: Path):
+    from PIL import features
+
+    from deepscan.job import ScanSettings, scan
+
+    from .conftest import write_image
+
+    names_written = ["a.avif"] if features.check("avif") else []
+    names_written += ["b.qoi", "c.jp2", "d.tga"]
+    for index, name in enumerate(names_written):
+        write_image(tmp_path / name, index)
+    records = list(scan([tmp_path], ScanSettings(model=tiny_model)))
+    assert [Path(r.path).name for r in records] == names_written
+    assert all(r.score is not None for r in records), records
 
 
 def test_each_file_once_even_when_named_twice_or_linked(photos: Path):

@@ -100,6 +100,14 @@ def test_evaluate_figures_match_a_confusion_matrix_made_by_hand(cli, trained: Pa
     assert card["confusion"]["fake"]["fake"] == int(np.sum(truth & predicted))
     assert card["confusion"]["real"]["fake"] == int(np.sum(~truth & predicted))
     assert card["accuracy"] == pytest.approx(np.mean(truth == predicted))
+    code, out, _ = cli("evaluate", data, "--model", trained, "--format", "json", "--threshold", "0.5", "--errors", "3")
+    wrong = json.loads(out)["misclassified"]
+    by_path = {r["path"]: r["score"] for r in rows}
+    assert code == 0 and len(wrong) == min(3, int(np.sum(truth != np.array([by_path[r["path"]] >= 0.5 for r in rows]))))
+    for item in wrong:
+        assert (by_path[item["path"]] >= 0.5) != (item["class"] == "fake")  # labelled the other way
+    margins = [abs(item["score"] - 0.5) for item in wrong]
+    assert margins == sorted(margins, reverse=True)
 
 
 def history(out: Path) -> list[dict[str, str]]:
@@ -189,3 +197,16 @@ def test_train_command_end_to_end(cli, data: Path, tmp_path: Path):
     assert spec.arch == "compact" and spec.training["config"]["schedule"] == "plateau"
     code, _, stderr = cli("train", data, "--out", tmp_path / "x.keras", "--arch", "transformer")
     assert code == ExitCode.USAGE and "transformer" in stderr
+
+
+def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_path: Path, monkeypatch):
+    import deepscan.train
+    from deepscan.evaluate import Evaluation
+
+    def chance(data_dir, out, config, log):
+        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0)
+        return deepscan.train.TrainResult(Path(out), 1, False, card, [])
+
+    monkeypatch.setattr(deepscan.train, "train", chance)
+    code, _, err = cli("train", data, "--out", tmp_path / "m.keras")
+    assert code == ExitCode.OK and "no better than chance" in " ".join(err.split())
