@@ -10,6 +10,7 @@ blank image, so one bad file never stops the dataset or its batch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -38,10 +39,8 @@ def _register_optional_decoders() -> None:
         register_heif_opener()
     except ImportError:
         pass
-    try:
+    with contextlib.suppress(ImportError):
         import pillow_jxl  # noqa: F401  (registers itself)
-    except ImportError:
-        pass
 
 
 def decodable_extensions() -> frozenset[str]:
