@@ -1,6 +1,6 @@
 """Threshold search: deepscan's sorted sweep against the quadratic scan it replaced, in one run.
 
-    python bench/threshold_search.py [--count 50000]
+python bench/threshold_search.py [--count 50000]
 """
 
 from __future__ import annotations
