@@ -23,7 +23,7 @@ from PIL import Image
 
 from deepscan.errors import DeepscanError
 from deepscan.model import Detector
-from deepscan.pipeline import ImageError, ImageInput, Source, open_image
+from deepscan.pipeline import ImageError, ImageInput, Source, open_image, source_dataset
 from deepscan.record import Record
 from deepscan.report import write_atomically
 from deepscan.runtime import tensorflow
@@ -249,12 +249,7 @@ def _decoded_chunks(
         pixels, scale, error = tf.numpy_function(decode, [path, data, has_data], [tf.uint8, tf.float32, tf.string])
         return path, pixels, scale, error
 
-    def generate() -> Iterator[tuple[bytes, bytes, bool]]:
-        for source in sources:
-            yield os.fsencode(source.path), source.data or b"", source.data is not None
-
-    signature = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.bool))
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = source_dataset(sources)
     dataset = dataset.map(mapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(chunk)
     batch: list[tuple[str, WorkingImage | str]] = []
     for path, pixels, scale, error in dataset.as_numpy_iterator():

@@ -196,6 +196,19 @@ def decode_map(
     return mapped
 
 
+def source_dataset(sources: Iterable[Source | str]) -> tf.data.Dataset:
+    """Files as a lazy dataset of (path, data, has_data): bytes a caller already read travel with their path."""
+    tf = tensorflow()
+
+    def generate() -> Iterable[tuple[bytes, bytes, bool]]:
+        for item in sources:
+            source = item if isinstance(item, Source) else Source(item)
+            yield os.fsencode(source.path), source.data or b"", source.data is not None
+
+    signature = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.bool))
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+
 def image_batches(
     sources: Iterable[Source | str], size: int, batch_size: int, perturb: Perturbation | None = None
 ) -> tf.data.Dataset:
@@ -206,15 +219,7 @@ def image_batches(
     for robustness tests.
     """
     tf = tensorflow()
-
-    def generate() -> Iterable[tuple[bytes, bytes, bool]]:
-        for item in sources:
-            source = item if isinstance(item, Source) else Source(item)
-            yield os.fsencode(source.path), source.data or b"", source.data is not None
-
-    signature = (tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.bool))
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    dataset = dataset.map(decode_map(size), num_parallel_calls=os.cpu_count() or 1, deterministic=True)
+    dataset = source_dataset(sources).map(decode_map(size), num_parallel_calls=os.cpu_count() or 1, deterministic=True)
     if perturb is not None:
         dataset = dataset.map(
             lambda path, pixels, error: (path, perturb(pixels), error), num_parallel_calls=tf.data.AUTOTUNE
