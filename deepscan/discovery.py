@@ -62,29 +62,53 @@ def _wanted(path: str, relative: str, include: Sequence[str], exclude: Sequence[
     return not any(matches(p) for p in exclude)
 
 
-def read_path_list(stream: IO[str], *, null: bool = False) -> list[str]:
-    """Paths from a list, one per line (or NUL-separated, as ``find -print0`` writes); blanks skipped."""
-    text = stream.read()
-    parts = text.split("\0") if null else text.splitlines()
-    return [part for part in parts if part.strip()]
+def read_path_list(stream: IO[bytes], *, null: bool = False) -> list[str]:
+    """Paths from a list: one per line, separated by '\\n' alone, or NUL-separated as ``find -print0`` writes.
+
+    The list is read as bytes and each name decoded as the file system does
+    (``os.fsdecode``), so a name that is not valid UTF-8 is kept exactly,
+    whatever the locale. Empty entries are skipped.
+    """
+    data = stream.read()
+    parts = data.split(b"\0") if null else data.split(b"\n")
+    return [os.fsdecode(part) for part in parts if part.strip()]
 
 
 def _walk(
-    directory: str, recursive: bool, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]]
+    top: str, recursive: bool, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]]
 ) -> Iterator[str]:
-    if not _first_visit(directory, seen_dirs):
+    """Image files under ``top`` in name order, depth first, without recursion (any depth is fine).
+
+    A folder that cannot be listed is yielded itself: it becomes an error row saying why.
+    """
+    if not _first_visit(top, seen_dirs):
         return
-    try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-    except OSError:
-        yield directory  # cannot be listed: reported as an error row rather than skipped
+    listing = _listing(top)
+    if listing is None:
+        yield top
         return
-    for entry in entries:
-        if _is_dir(entry):
-            if recursive:
-                yield from _walk(entry.path, recursive, seen_dirs, seen_files)
+    stack = [iter(listing)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif _is_dir(entry):
+            if recursive and _first_visit(entry.path, seen_dirs):
+                listing = _listing(entry.path)
+                if listing is None:
+                    yield entry.path
+                else:
+                    stack.append(iter(listing))
         elif is_image_name(entry.name) and _first_visit(entry.path, seen_files):
             yield entry.path
+
+
+def _listing(directory: str) -> list[os.DirEntry[str]] | None:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError:
+        return None
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -98,8 +122,8 @@ def _first_visit(path: str, seen: set[tuple[int, int]]) -> bool:
     """Record a file or directory by identity; False if it was seen before."""
     try:
         info = os.stat(path)
-    except OSError:
-        return True  # missing or dangling: keep it, it becomes an error row
+    except (OSError, ValueError):  # missing, dangling, or a name with a NUL byte
+        return True  # keep it: it becomes an error row
     key = (info.st_dev, info.st_ino)
     if key in seen:
         return False

@@ -35,8 +35,12 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise ReadError(describe_read_error(err, path)) from None
+    except ValueError:
+        raise ReadError("invalid path: it contains a NUL byte") from None
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ReadError(_folder_problem(path))
         if not stat.S_ISREG(mode):
             raise ReadError(f"not a regular file: {_kind(mode)}")
         os.set_blocking(fd, True)
@@ -81,6 +85,15 @@ def describe_read_error(err: OSError, path: str | os.PathLike[str] | None = None
         except OSError:
             pass
     return f"cannot read file: {err.strerror or err}"
+
+
+def _folder_problem(path: str | os.PathLike[str]) -> str:
+    """Why a folder reached the reader: discovery yields the folders it could not list."""
+    try:
+        os.scandir(path).close()
+    except OSError as err:
+        return f"a folder that cannot be listed: {describe_read_error(err, path)}"
+    return "not a regular file: a directory"
 
 
 def _kind(mode: int) -> str:

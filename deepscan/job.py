@@ -9,7 +9,9 @@ adds the extra columns, and yields files in input order, a batch at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 from collections import deque
@@ -140,6 +142,7 @@ class ScanJob:
         self.providers: list[ColumnProvider] = [FileIdentity(identity)] if identity else []
         self.cache = ScoreCache(self.settings.cache, self.scorer.cache_key) if self.settings.cache else None
         self.previous = self._read_previous()
+        self._finished: set[str] = set()
 
     @property
     def device(self) -> str | None:
@@ -231,8 +234,13 @@ class ScanJob:
             files.append(self._finish(entry.known, entry.digest))
         return files
 
+    def unfinished_kept(self) -> list[ScannedFile]:
+        """The resumed report's files not yielded yet: an interrupted run writes them too, so none is lost."""
+        return [self._finish(records, None) for path, records in self.previous.items() if path not in self._finished]
+
     def _finish(self, records: list[Record], digest: str | None) -> ScannedFile:
         columns = self._columns(records[0].path, digest)
+        self._finished.add(records[0].path)
         return ScannedFile([replace(self.verdict(record), columns=columns) for record in records])
 
     def _columns(self, path: str, digest: str | None) -> dict[str, Any]:
@@ -250,10 +258,20 @@ class ScanJob:
         for start in range(0, len(files), size):
             yield files[start : start + size]
 
+    def mark_interrupted(self, report: Path) -> None:
+        """Note beside an interrupted report which models scored it, so --resume can refuse to mix in another."""
+        with contextlib.suppress(OSError):
+            resume_marker(report).write_text(json.dumps([model.identity for model in self.models]))
+
     def _read_previous(self) -> dict[str, list[Record]]:
         report = self.settings.resume
         if report is None or not report.exists():
             return {}
+        marker = resume_marker(report)
+        if marker.exists():
+            scored_by = json.loads(marker.read_text())
+            if scored_by != [model.identity for model in self.models]:
+                raise OutputError(self._foreign_model(report, scored_by[0]))
         previous = read_report(report, self.settings.resume_format)
         for path, records in previous.items():
             for record in records:
@@ -273,6 +291,11 @@ class ScanJob:
             f"cannot resume {report}: its rows were scored by {model.split('@')[0] or 'another model'}, "
             f"this scan uses {ours}; rescan without --resume, or resume with the same --model"
         )
+
+
+def resume_marker(report: Path) -> Path:
+    """The note an interrupted run leaves beside its report: the identities of the models that scored it."""
+    return report.with_name(f".{report.name}.models.json")
 
 
 def _chained(first: Source, rest: Iterator[Source]) -> Iterator[Source]:

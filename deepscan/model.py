@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 SPEC_MEMBER = "deepscan.json"
+MAX_SPEC_BYTES = 1 << 20  # a spec is a few KiB; a larger one is refused before it is inflated
+MAX_CONFIG_BYTES = 16 << 20  # Keras' config.json and metadata.json: a few hundred KiB for our architectures
+MAX_WEIGHTS_BYTES = 2 << 30  # the weights; zipfile refuses a member that inflates past its declared size
 CLASS_NAMES = ("real", "fake")
 
 
@@ -54,11 +58,39 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
+        """Parse and check a stored spec: a wrongly typed or impossible value raises ValueError, naming it."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("the spec is not a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         spec = cls(**{k: v for k, v in data.items() if k in names})
+        _check(isinstance(spec.arch, str) and spec.arch != "", "arch", spec.arch, "a non-empty string")
+        _check(_is_int(spec.image_size) and spec.image_size > 0, "image_size", spec.image_size, "a positive integer")
+        number = isinstance(spec.threshold, (int, float)) and not isinstance(spec.threshold, bool)
+        _check(
+            number and math.isfinite(spec.threshold) and 0 <= spec.threshold <= 1,
+            "threshold",
+            spec.threshold,
+            "a number from 0 to 1",
+        )
+        _check(
+            isinstance(spec.classes, (list, tuple)) and len(spec.classes) == 2
+            and all(isinstance(name, str) and name for name in spec.classes) and spec.classes[0] != spec.classes[1],
+            "classes", spec.classes, "two different class names",
+        )  # fmt: skip
+        _check(isinstance(spec.training, dict), "training", type(spec.training).__name__, "an object")
+        spec.threshold = float(spec.threshold)
         spec.classes = tuple(spec.classes)  # type: ignore[assignment]
         return spec
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} is {value!r}, expected {expected}")
 
 
 # --- architecture registry -------------------------------------------------
@@ -222,11 +254,14 @@ def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
 
 
 def read_spec(path: str | Path) -> ModelSpec:
-    """Read a model file's spec without loading TensorFlow."""
+    """Read and check a model file's spec without loading TensorFlow; at most MAX_SPEC_BYTES are inflated."""
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            text = archive.read(SPEC_MEMBER).decode()
+        with zipfile.ZipFile(path) as archive, archive.open(SPEC_MEMBER) as member:
+            raw = member.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise ModelError(f"{path}: {SPEC_MEMBER} is over {MAX_SPEC_BYTES // 1024} KiB; refusing to read it")
+        text = raw.decode()
     except FileNotFoundError:
         raise ModelError(f"model file not found: {path}") from None
     except IsADirectoryError:
@@ -235,10 +270,14 @@ def read_spec(path: str | Path) -> ModelSpec:
         raise ModelError(f"not a Keras model file (.keras zip archive): {path}") from None
     except KeyError:
         raise ModelError(f"{path} is a Keras model but not a deepscan one (no {SPEC_MEMBER})") from None
+    except (OSError, zipfile.LargeZipFile, EOFError) as err:
+        raise ModelError(f"cannot read model {path}: {err}") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: {SPEC_MEMBER} is not UTF-8 text") from None
     try:
         return ModelSpec.from_json(text)
     except (ValueError, TypeError) as err:
-        raise ModelError(f"{path}: unreadable {SPEC_MEMBER}: {err}") from None
+        raise ModelError(f"{path}: unusable {SPEC_MEMBER}: {err}") from None
 
 
 @dataclass
@@ -274,6 +313,7 @@ def load_model(path: str | Path | None = None, *, trust: bool = False) -> Detect
     """
     path = Path(path) if path is not None else packaged_model()
     spec = read_spec(path)
+    _check_archive(path)
     tensorflow()
     import keras
 
@@ -294,6 +334,15 @@ def load_model(path: str | Path | None = None, *, trust: bool = False) -> Detect
             f"deepscan needs {expected_in} -> (None, 1)"
         )
     return Detector(model, spec, path)
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse an archive whose members would inflate past sane sizes, before Keras reads any of them."""
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            limit = MAX_CONFIG_BYTES if member.filename.endswith(".json") else MAX_WEIGHTS_BYTES
+            if member.file_size > limit:
+                raise ModelError(f"{path}: {member.filename} would inflate to {member.file_size:,} bytes; refusing it")
 
 
 def _first_line(err: BaseException) -> str:

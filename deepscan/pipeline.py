@@ -14,8 +14,10 @@ import contextlib
 import io
 import math
 import os
+import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
@@ -55,9 +57,38 @@ def decodable_extensions() -> frozenset[str]:
 # Pillow's own bomb check, which fires later (2x its MAX_IMAGE_PIXELS), is caught too.
 MAX_PIXELS = 120_000_000
 
-
 T = TypeVar("T")
 EXIF_ORIENTATION = 0x0112
+# Pillow's own guards against decompression bombs in metadata: a report should say that is what was found.
+METADATA_LIMITS = ("Decompressed data too large", "Too much memory used in text chunks")
+
+
+class DecodeBudget:
+    """Pixels being decoded at once in this process, whatever the number of decoding threads.
+
+    An image waits until its pixels fit beside those already being decoded
+    (one image alone always fits), so memory for decoding stays bounded by
+    the budget however many large images come together.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.limit, self.used = pixels, 0
+        self._turn = threading.Condition()
+
+    @contextmanager
+    def share(self, pixels: int) -> Iterator[None]:
+        with self._turn:
+            self._turn.wait_for(lambda: self.used == 0 or self.used + pixels <= self.limit)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._turn:
+                self.used -= pixels
+                self._turn.notify_all()
+
+
+DECODE_BUDGET = DecodeBudget(MAX_PIXELS)  # all decoding threads together hold at most one largest image
 
 
 class ImageError(Exception):
@@ -121,9 +152,10 @@ def _decode(handle: BinaryIO, draft: tuple[int, int], finish: Callable[[Image.Im
                     width, height = height, width
                 if image.format == "JPEG":
                     image.draft("RGB", draft)
-                if orientation != 1:
-                    image = ImageOps.exif_transpose(image)
-                return finish(_to_rgb(image), (width, height))
+                with DECODE_BUDGET.share(image.width * image.height):
+                    if orientation != 1:
+                        image = ImageOps.exif_transpose(image)
+                    return finish(_to_rgb(image), (width, height))
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -137,6 +169,8 @@ def _decode(handle: BinaryIO, draft: tuple[int, int], finish: Callable[[Image.Im
         raise ImageError(f"cannot read file: {text}" if err.errno else f"corrupt or truncated image: {text}") from None
     except Exception as err:  # Pillow raises many types on corrupt data
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if text.startswith(METADATA_LIMITS):
+            raise ImageError(f"metadata over Pillow's safety limit (possible decompression bomb): {text}") from None
         raise ImageError(f"corrupt or truncated image: {text}") from None
 
 

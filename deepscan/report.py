@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
@@ -37,8 +39,8 @@ def is_stdout(destination: Path | None) -> bool:
 
 
 def choose_format(destination: Path | None, explicit: OutputFormat | None) -> OutputFormat:
-    """--format, else the file's extension, else CSV on stdout; a format that contradicts the extension is refused."""
-    if is_stdout(destination):
+    """--format, else the file's extension, else CSV on stdout and devices; an extension's contradiction is refused."""
+    if is_stdout(destination) or is_special(resolved(destination)):  # type: ignore[arg-type]
         return explicit or OutputFormat.csv
     assert destination is not None
     implied = _EXTENSIONS.get(destination.suffix.lower())
@@ -55,16 +57,31 @@ def choose_format(destination: Path | None, explicit: OutputFormat | None) -> Ou
 
 
 class CsvWriter:
+    """RFC 4180 CSV with '\\n' line ends: a cell holding a comma, quote, '\\n' or '\\r' is quoted.
+
+    (The csv module leaves '\\r' unquoted when lines end in '\\n', which splits a
+    name holding a carriage return into two rows.)
+    """
+
     def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
-        self._columns = columns
-        self._writer = csv.writer(stream, lineterminator="\n")
-        self._writer.writerow(columns)
+        self._stream, self._columns = stream, columns
+        self._stream.write(_csv_line(columns))
 
     def write(self, values: dict[str, Any]) -> None:
-        self._writer.writerow(_cell(column, values[column]) for column in self._columns)
+        self._stream.write(_csv_line([_cell(column, values[column]) for column in self._columns]))
 
     def close(self) -> None:
         pass
+
+
+def _csv_line(cells: Sequence[Any]) -> str:
+    return ",".join(_quoted(str(cell)) for cell in cells) + "\n"
+
+
+def _quoted(text: str) -> str:
+    if any(special in text for special in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _cell(column: str, value: Any) -> Any:
@@ -81,9 +98,19 @@ def _json_object(values: dict[str, Any], columns: Sequence[str]) -> str:
     fields = []
     for column in columns:
         value = values[column]
-        text = format_score(value) if column == "score" and value is not None else json.dumps(value, ensure_ascii=False)
+        text = format_score(value) if column == "score" and value is not None else _json_value(value)
         fields.append(f"{json.dumps(column)}: {text}")
     return "{" + ", ".join(fields) + "}"
+
+
+def _json_value(value: Any) -> str:
+    """UTF-8 JSON text; a file name that is not valid UTF-8 keeps its undecodable bytes as \\udcXX escapes."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 class JsonLinesWriter:
@@ -123,32 +150,49 @@ def report_columns(faces: bool, extra: Sequence[str] = ()) -> tuple[str, ...]:
 class Report:
     """Records going to one destination in one format; ``flush`` after each batch."""
 
-    def __init__(self, stream: IO[str], fmt: OutputFormat, columns: Sequence[str] = BASE_COLUMNS) -> None:
-        self._stream = stream
-        self._writer = _WRITERS[fmt](stream, columns)
+    def __init__(
+        self, stream: IO[str], fmt: OutputFormat, columns: Sequence[str] = BASE_COLUMNS, name: str = "the report"
+    ) -> None:
+        self._stream, self._name = stream, name
+        with self._errors():
+            self._writer = _WRITERS[fmt](stream, columns)
 
     def write(self, record: Record) -> None:
-        self._writer.write(record.values())
+        with self._errors():
+            self._writer.write(record.values())
 
     def flush(self) -> None:
-        self._stream.flush()
+        with self._errors():
+            self._stream.flush()
 
     def close(self) -> None:
-        self._writer.close()
-        self._stream.flush()
+        with self._errors():
+            self._writer.close()
+            self._stream.flush()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A write that fails (a full disk) is an OutputError naming the report; a closed pipe stays BrokenPipeError."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise OutputError(f"cannot write {self._name}: {err.strerror or err}") from None
 
 
 def read_report(path: Path, fmt: OutputFormat | None = None) -> dict[str, list[Record]]:
     """The records of a report deepscan wrote, by path (to resume an interrupted scan)."""
     fmt = fmt or choose_format(path, None)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            text = handle.read()
         if fmt is OutputFormat.csv:
             rows: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
         elif fmt is OutputFormat.json:
             rows = json.loads(text)
         else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = [json.loads(line) for line in text.split("\n") if line.strip()]
         records: dict[str, list[Record]] = {}
         for values in rows:
             record = _parsed(values)
@@ -196,12 +240,13 @@ def check_destination(destination: Path | None) -> None:
 
 
 @contextmanager
-def atomic_file(target: Path) -> Iterator[IO[str]]:
+def atomic_file(target: Path, *, interrupted_to: Path | None = None) -> Iterator[IO[str]]:
     """A text file written under a temporary name beside ``target``, then renamed over it.
 
-    The rename happens when the block ends, also when it ends with
-    Ctrl-C or SIGTERM (what was written is kept); any other failure removes
-    the temporary file and leaves an existing ``target`` untouched.
+    The rename happens when the block ends; when it ends with Ctrl-C or
+    SIGTERM, what was written is renamed to ``interrupted_to`` instead
+    (default: ``target``). Any other failure removes the temporary file and
+    leaves an existing ``target`` untouched.
     """
     target = Path(target)
     check_destination(target)
@@ -209,6 +254,7 @@ def atomic_file(target: Path) -> Iterator[IO[str]]:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed and renamed by _commit
             "w",
             encoding="utf-8",
+            errors="surrogateescape",
             newline="",
             dir=target.parent,
             prefix=f".{target.name}.",
@@ -220,7 +266,7 @@ def atomic_file(target: Path) -> Iterator[IO[str]]:
     try:
         yield handle
     except INTERRUPTS:
-        _commit(handle, target)
+        _commit(handle, interrupted_to or target)
         raise
     except BaseException:
         handle.close()
@@ -230,11 +276,18 @@ def atomic_file(target: Path) -> Iterator[IO[str]]:
 
 
 def _commit(handle: IO[str], target: Path) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-    os.chmod(handle.name, 0o666 & ~_umask())
-    os.replace(handle.name, target)
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        os.chmod(handle.name, 0o666 & ~_umask())
+        os.replace(handle.name, target)
+    except OSError as err:  # a full or read-only disk: keep what was there, leave no temporary file
+        with contextlib.suppress(OSError):
+            handle.close()
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
 
 
 def _umask() -> int:
@@ -244,20 +297,103 @@ def _umask() -> int:
 
 
 def write_atomically(target: Path, text: str) -> None:
-    with atomic_file(target) as handle:
-        handle.write(text)
+    """Write a small text file atomically, through symbolic links, and directly to devices and pipes."""
+    try:
+        with _text_stream(target) as handle:
+            handle.write(text)
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+
+
+def partial_path(destination: Path) -> Path:
+    """Where an interrupted run keeps its rows when a report is already at ``destination``."""
+    return destination.with_name(f"{destination.stem}.partial{destination.suffix}")
+
+
+def interrupted_destination(destination: Path, resumed_from: Path | None) -> Path:
+    """Where the rows of an interrupted run go, so that no report ever ends up shorter than it was.
+
+    A resumed run goes on writing where it resumed from (its rows are a
+    superset); otherwise a report already at ``destination`` is left whole and
+    the rows go to its partial file, which ``--resume`` continues from.
+    """
+    if resumed_from is not None:
+        return resumed_from
+    target = resolved(destination)
+    holds_report = target.is_file() and target.stat().st_size > 0
+    return partial_path(destination) if holds_report else destination
+
+
+def resume_source(destination: Path) -> Path:
+    """The report ``--resume`` continues: an interrupted run's partial file if there is one, else the report."""
+    partial = partial_path(destination)
+    return partial if partial.exists() else destination
+
+
+def resolved(destination: Path) -> Path:
+    """The file a path writes to: symbolic links followed, as a shell redirection follows them."""
+    return Path(os.path.realpath(destination)) if destination.is_symlink() else destination
+
+
+def is_special(destination: Path) -> bool:
+    """An existing device, FIFO or socket: written directly, never replaced."""
+    try:
+        mode = os.stat(destination).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _text_stream(destination: Path, interrupted_to: Path | None = None) -> AbstractContextManager[IO[str]]:
+    target = resolved(destination)
+    if is_special(target):
+        return _direct_file(target)
+    return atomic_file(target, interrupted_to=interrupted_to and resolved(interrupted_to))
 
 
 @contextmanager
-def open_report(destination: Path | None, fmt: OutputFormat, columns: Sequence[str] = BASE_COLUMNS) -> Iterator[Report]:
-    """Rows to stdout or, atomically, to a file (see atomic_file).
+def _direct_file(target: Path) -> Iterator[IO[str]]:
+    """A device or pipe, written as it is (a rename would replace it with a regular file)."""
+    try:
+        handle = open(target, "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+    try:
+        yield handle
+    except BaseException:
+        with contextlib.suppress(OSError):
+            handle.close()
+        raise
+    try:
+        handle.close()
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+
+
+@contextmanager
+def open_report(
+    destination: Path | None,
+    fmt: OutputFormat,
+    columns: Sequence[str] = BASE_COLUMNS,
+    *,
+    interrupted_to: Path | None = None,
+) -> Iterator[Report]:
+    """Rows to stdout, to a device or pipe directly, or atomically to a file (see atomic_file).
 
     After Ctrl-C the report is closed properly (a JSON array gets its
-    bracket), so a partial report is still a valid one.
+    bracket), so a partial report is still a valid one; it goes to
+    ``interrupted_to`` if given.
     """
-    target = None if is_stdout(destination) else destination
-    with nullcontext(sys.stdout) if target is None else atomic_file(target) as stream:
-        report = Report(stream, fmt, columns)
+    if is_stdout(destination):
+        if sys.stdout is None:
+            raise OutputError("stdout is closed: give the report a file with --out")
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # any file name, as bytes
+        stream: AbstractContextManager[IO[str]] = nullcontext(sys.stdout)
+    else:
+        assert destination is not None
+        stream = _text_stream(destination, interrupted_to)
+    with stream as handle:
+        report = Report(handle, fmt, columns, "stdout" if is_stdout(destination) else str(destination))
         try:
             yield report
         except INTERRUPTS:

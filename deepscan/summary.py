@@ -122,4 +122,6 @@ class Summary:
                 top.add_row(f"{score:.3f}", path)
             console.print(top)
         if self.destination:
-            console.print(f"wrote {self.destination}", markup=False, highlight=False, soft_wrap=True)
+            done = f"kept the rows so far in {self.destination} (continue with --resume)" if interrupted else "wrote"
+            line = done if interrupted else f"{done} {self.destination}"
+            console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -157,22 +157,18 @@ def wait_for_rows(part_folder: Path, report_name: str, at_least: int, timeout: f
     raise AssertionError("the scan wrote no rows in time")
 
 
-def interrupt_at_fifo(process: subprocess.Popen, fifo: Path, sig: int, tmp_path: Path, report: str) -> str:
-    """The scan blocks reading `fifo` (its last input); signal it there, then let the read finish.
+def interrupt_mid_scan(process: subprocess.Popen, sig: int, tmp_path: Path, report: str) -> str:
+    """Signal the scan once it has written some rows, while it is certainly still running.
 
-    This makes the interruption land mid-scan every time, however fast the machine.
+    The process is frozen (SIGSTOP) first and its temporary report checked:
+    that file is renamed into place only at the end, so the signal lands
+    mid-scan however fast the machine, and is handled when it thaws.
     """
     wait_for_rows(tmp_path, report, at_least=4)
+    process.send_signal(signal.SIGSTOP)
+    assert list(tmp_path.glob(f".{report}.*.part")), "the scan ended before it could be interrupted"
     process.send_signal(sig)
-    while process.poll() is None:  # unblock the reader, if it got that far; the signal is handled right after
-        try:
-            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # no reader yet
-            time.sleep(0.05)
-            continue
-        os.write(writer, b"released")
-        os.close(writer)
-        break
+    process.send_signal(signal.SIGCONT)
     return process.communicate(timeout=60)[1]
 
 
@@ -180,35 +176,29 @@ def interrupt_at_fifo(process: subprocess.Popen, fifo: Path, sig: int, tmp_path:
     ("sig", "code"), [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)]
 )
 def test_a_signal_mid_scan_keeps_the_rows_done(tmp_path: Path, tiny_model: Path, sig: int, code: int):
-    folder = many_images(tmp_path / "many", 40)
-    fifo = tmp_path / "zz_blocking.png"
-    os.mkfifo(fifo)
+    folder = many_images(tmp_path / "many", 400)
     out = tmp_path / "r.csv"
-    process = start_scan(folder, fifo, "--model", tiny_model, "--out", out, "--batch-size", "2")
-    err = interrupt_at_fifo(process, fifo, sig, tmp_path, "r.csv")
-    assert process.returncode == code
+    process = start_scan(folder, "--model", tiny_model, "--out", out, "--batch-size", "2")
+    err = interrupt_mid_scan(process, sig, tmp_path, "r.csv")
+    assert process.returncode == code, err
     assert "Traceback" not in err and "stopped after" in err
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert 4 <= len(rows) < 41
+    assert 4 <= len(rows) < 400
     assert all(row["label"] in ("real", "fake") for row in rows)  # no half-written row
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path, tiny_model: Path):
-    folder = many_images(tmp_path / "many", 40)
-    last = tmp_path / "zz_last.png"
-    os.mkfifo(last)
+    folder = many_images(tmp_path / "many", 400)
     whole, resumed = tmp_path / "whole.csv", tmp_path / "resumed.csv"
-    process = start_scan(folder, last, "--model", tiny_model, "--out", resumed, "--batch-size", "2")
-    interrupt_at_fifo(process, last, signal.SIGINT, tmp_path, "resumed.csv")
+    process = start_scan(folder, "--model", tiny_model, "--out", resumed, "--batch-size", "2")
+    interrupt_mid_scan(process, signal.SIGINT, tmp_path, "resumed.csv")
     assert process.returncode == ExitCode.INTERRUPTED
     done_before = len(resumed.read_text().splitlines()) - 1
-    assert 4 <= done_before < 41
+    assert 4 <= done_before < 400
 
-    last.unlink()
-    write_image(last, seed=5)  # the last input is an ordinary image from now on
-    again = start_scan(folder, last, "--model", tiny_model, "--out", resumed, "--resume", "-q")
+    again = start_scan(folder, "--model", tiny_model, "--out", resumed, "--resume", "-q")
     assert again.wait(timeout=120) == ExitCode.OK
-    first = start_scan(folder, last, "--model", tiny_model, "--out", whole, "-q")
+    first = start_scan(folder, "--model", tiny_model, "--out", whole, "-q")
     assert first.wait(timeout=120) == ExitCode.OK
     assert resumed.read_text() == whole.read_text()
-    assert len(whole.read_text().splitlines()) == 1 + 41
+    assert len(whole.read_text().splitlines()) == 1 + 400

@@ -1,11 +1,14 @@
-"""Options that several commands share, declared once; their defaults come from the library."""
+"""What the commands share: options declared once (defaults from the library), and the console for people."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from deepscan.faces import FaceSettings
 
@@ -56,3 +59,17 @@ FaceMarginOption = Annotated[
 def face_settings(faces: bool, min_face_size: int, max_faces: int, margin: float) -> FaceSettings | None:
     """The face options as library settings (None: whole images)."""
     return FaceSettings(min_face_size, max_faces, margin) if faces else None
+
+
+class StderrConsole(Console):
+    """Messages for people on stderr; when nobody reads them any more (`2>&1 | head -1`), the command goes on.
+
+    Rich's default answer to a broken pipe is to exit 1, which would lose
+    the scan's own exit code and its --summary-json.
+    """
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(stderr=True, **options)  # type: ignore[arg-type]
+
+    def on_broken_pipe(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())

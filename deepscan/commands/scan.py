@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from deepscan.commands.options import (
@@ -22,20 +23,25 @@ from deepscan.commands.options import (
     MaxFacesOption,
     MinFaceSizeOption,
     ModelOption,
+    StderrConsole,
     ThresholdOption,
     TrustModelOption,
     face_settings,
 )
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
-from deepscan.job import EXTRA_COLUMNS, ScanJob, ScanSettings
+from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, resume_marker
 from deepscan.report import (
     OutputFormat,
+    Report,
     check_destination,
     choose_format,
+    interrupted_destination,
     is_stdout,
     open_report,
+    partial_path,
     report_columns,
+    resume_source,
     write_atomically,
 )
 from deepscan.scorers import DEFAULT_BATCH_SIZE
@@ -145,12 +151,14 @@ def scan_command(
 
     Example: deepscan scan ./photos --out results.csv
     """
-    console = Console(stderr=True)
+    console = StderrConsole()
     fmt = choose_format(out, output_format)
     if resume and is_stdout(out):
         raise OutputError("--resume needs --out FILE: the report it continues")
     if summary_json is not None and is_stdout(summary_json) and is_stdout(out):
         raise OutputError("--summary-json - needs --out FILE: the report already goes to stdout")
+    if sys.stdout is None and (is_stdout(out) or (summary_json is not None and is_stdout(summary_json))):
+        raise OutputError("stdout is closed: write the report and the summary to files (--out, --summary-json)")
     for destination in (out, summary_json):
         check_destination(destination)
     settings = ScanSettings(
@@ -162,18 +170,13 @@ def scan_command(
         save_crops=save_crops,
         columns=_columns(columns),
         cache=cache,
-        resume=out if resume else None,
+        resume=resume_source(out) if resume and out is not None else None,
         resume_format=fmt,
     )
     if settings.cache is not None and settings.cache.is_dir():
         raise OutputError(f"cache path is a directory: {settings.cache}")
-    images = list(
-        find_images(
-            _inputs(paths or [], files_from, null), recursive=recursive, include=include or (), exclude=exclude or ()
-        )
-    )
-    if not images:
-        log.warning("no image found in the given paths: nothing to scan")
+    inputs = _inputs(paths or [], files_from, null)
+    interrupted_to = None if out is None or is_stdout(out) else interrupted_destination(out, settings.resume)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -183,38 +186,73 @@ def scan_command(
         transient=True,
         disable=quiet or not console.is_terminal,
     )
-    task = progress.add_task("starting", total=len(images))
-    with ScanJob(settings, status=lambda text: progress.update(task, description=text)) as job:
+    task = progress.add_task("starting", total=None)
+    with ScanJob(settings, status=lambda text: progress.update(task, description=text)) as job:  # checks the model
+        images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
+        if not images:
+            log.warning("no image found in the given paths: nothing to scan")
+        _refuse_scanned_output(out, images)
+        progress.update(task, total=len(images))
         summary = Summary(found=len(images), models=job.models, faces_mode=faces)
 
         def finish(interrupted: bool) -> ExitCode:
             summary.device = job.device
-            summary.destination = None if is_stdout(out) else str(out)
+            summary.destination = str(interrupted_to if interrupted else out) if not is_stdout(out) else None
             if not quiet:
                 summary.render(console, interrupted=interrupted)
             code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
             if summary_json is not None:
                 text = json.dumps({**summary.to_dict(), "interrupted": interrupted, "exit_code": int(code)}, indent=2)
-                _write_summary(summary_json, text + "\n")
+                try:
+                    _write_summary(summary_json, text + "\n")
+                except OutputError as err:
+                    log.warning("%s (the report itself is complete)", err)
             return code
 
+        columns = report_columns(faces, settings.columns)
         try:
-            with open_report(out, fmt, report_columns(faces, settings.columns)) as report, progress:
-                for files in job.run(images):
-                    for scanned in files:
-                        for record in scanned.records:
-                            report.write(record)
-                        summary.add(scanned.verdict, scanned.faces)
-                        if scanned.verdict.error:
-                            log.info("%s: %s", scanned.path, scanned.verdict.error)
-                    report.flush()
-                    progress.advance(task, len(files))
+            with open_report(out, fmt, columns, interrupted_to=interrupted_to) as report, progress:
+                try:
+                    for files in job.run(images):
+                        for scanned in files:
+                            _write(report, scanned, summary)
+                        report.flush()
+                        progress.advance(task, len(files))
+                except INTERRUPTS:
+                    for scanned in job.unfinished_kept():  # rows kept from the report are never lost
+                        _write(report, scanned, summary)
+                    raise
         except INTERRUPTS:
+            if interrupted_to is not None:
+                job.mark_interrupted(interrupted_to)
             finish(interrupted=True)
             raise
         except BrokenPipeError:
             raise OutputClosed() from None
+        if out is not None and not is_stdout(out):
+            for leftover in (partial_path(out), resume_marker(out), resume_marker(partial_path(out))):
+                leftover.unlink(missing_ok=True)  # superseded by the finished report
         return finish(interrupted=False)
+
+
+def _write(report: Report, scanned: ScannedFile, summary: Summary) -> None:
+    for record in scanned.records:
+        report.write(record)
+    summary.add(scanned.verdict, scanned.faces)
+    if scanned.verdict.error:
+        log.info("%s: %s", scanned.path, scanned.verdict.error)
+
+
+def _refuse_scanned_output(out: Path | None, images: list[str]) -> None:
+    """--out must not name one of the files being scanned: the report would overwrite it."""
+    if is_stdout(out) or out is None or not out.exists():
+        return
+    target = os.stat(out)
+    for image in images:
+        with contextlib.suppress(OSError, ValueError):
+            found = os.stat(image)
+            if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+                raise OutputError(f"--out {out} is one of the files being scanned: choose another report path")
 
 
 def _columns(value: str | None) -> tuple[str, ...]:
@@ -231,13 +269,13 @@ def _inputs(paths: list[str], files_from: Path | None, null: bool) -> list[str]:
     inputs: list[str] = []
     for path in paths:
         if path == "-":
-            inputs += read_path_list(sys.stdin, null=null)
+            inputs += read_path_list(sys.stdin.buffer, null=null)
         elif not Path(path).exists() and not Path(path).is_symlink():
             raise typer.BadParameter(f"path {path!r} does not exist", param_hint="PATH")
         else:
             inputs.append(path)
     if files_from is not None:
-        with open(files_from, encoding="utf-8", errors="surrogateescape") as handle:
+        with open(files_from, "rb") as handle:
             inputs += read_path_list(handle, null=null)
     return inputs
 

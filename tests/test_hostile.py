@@ -1,0 +1,340 @@
+"""Nothing lost, part two: hostile names, special files, full disks, interrupted and concurrent runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from deepscan.errors import ExitCode, ModelError
+from deepscan.job import ScanSettings, scan
+from deepscan.model import SPEC_MEMBER, read_spec
+from deepscan.pipeline import DecodeBudget
+
+from .conftest import write_image
+from .test_awkward import interrupt_mid_scan, many_images, start_scan
+
+BAD_UTF8 = os.fsdecode(b"bad\xff\xfename.png")  # not valid UTF-8: kept as surrogate escapes
+
+
+def deepscan(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess:
+    """The CLI in a child process, output as bytes (names need not be UTF-8)."""
+    return subprocess.run(
+        [sys.executable, "-m", "deepscan", *map(str, args)],
+        capture_output=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
+
+
+def csv_rows(data: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")))
+
+
+@pytest.fixture
+def special(tmp_path: Path) -> Path:
+    """A folder of files that are not regular files, named like images, beside one real image."""
+    root = tmp_path / "special"
+    write_image(root / "good.png")
+    os.mkfifo(root / "fifo.jpg")
+    (root / "urandom.jpg").symlink_to("/dev/urandom")
+    (root / "zero.png").symlink_to("/dev/zero")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "socket.png"))
+    yield root
+    server.close()
+
+
+@pytest.mark.parametrize("extra", [[], ["--cache", "c.db"], ["--columns", "sha256,format"]])
+def test_special_files_are_error_rows_at_once_and_never_hang(special: Path, tiny_model: Path, extra: list[str]):
+    started = time.monotonic()
+    result = deepscan("scan", ".", "--model", tiny_model, "-q", *extra, cwd=special, timeout=60)
+    assert time.monotonic() - started < 60
+    rows = {row["path"]: row for row in csv_rows(result.stdout)}
+    assert result.returncode == ExitCode.UNREADABLE
+    assert rows["./fifo.jpg"]["error"] == "not a regular file: a FIFO (named pipe)"
+    assert rows["./urandom.jpg"]["error"] == "not a regular file: a character device"
+    assert rows["./zero.png"]["error"] == "not a regular file: a character device"
+    assert rows["./socket.png"]["error"] == "not a regular file: a socket"
+    assert rows["./good.png"]["score"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_names_that_are_not_utf8_or_hold_line_breaks_round_trip(tmp_path: Path, tiny_model: Path, fmt: str):
+    folder = tmp_path / "names"
+    names = [BAD_UTF8, "carriage\rreturn.png", "line\u2028separator.png", "new\nline.png"]
+    for index, name in enumerate(names):
+        write_image(folder / name, index)
+    report = tmp_path / f"r.{fmt}"
+    result = deepscan("scan", folder, "--model", tiny_model, "-q", "--out", report)
+    assert result.returncode == ExitCode.OK, result.stderr
+    raw = report.read_bytes()
+    raw.decode("utf-8", "strict") if fmt != "csv" else None  # JSON stays valid UTF-8 (\udcXX escapes)
+    if fmt == "csv":
+        paths = [row["path"] for row in csv_rows(raw)]
+    elif fmt == "json":
+        paths = [row["path"] for row in json.loads(raw)]
+    else:
+        paths = [json.loads(line)["path"] for line in raw.split(b"\n") if line]
+    assert sorted(os.fsencode(p) for p in paths) == sorted(os.fsencode(str(folder / n)) for n in names)
+    again = deepscan("scan", folder, "--model", tiny_model, "-q", "--out", report, "--resume")
+    assert again.returncode == ExitCode.OK, again.stderr  # the report reads back as written
+    assert report.read_bytes() == raw
+
+
+def test_path_lists_split_on_newlines_only_and_survive_a_strict_locale(tmp_path: Path, tiny_model: Path):
+    odd = [write_image(tmp_path / name, i) for i, name in enumerate([BAD_UTF8, "a\u2028b.png", "c\rd.png"])]
+    listing = b"".join(os.fsencode(path) + b"\n" for path in odd)
+    result = subprocess.run(
+        [sys.executable, "-m", "deepscan", "scan", "-", "--model", str(tiny_model), "-q"],
+        input=listing,
+        capture_output=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0"},
+        timeout=120,
+    )
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert [os.fsencode(row["path"]) for row in csv_rows(result.stdout)] == [os.fsencode(p) for p in odd]
+
+
+def test_a_nul_byte_in_a_list_is_an_error_row(tmp_path: Path, tiny_model: Path):
+    good = write_image(tmp_path / "good.png")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"bro\0ken.png\n" + os.fsencode(good) + b"\n")
+    result = deepscan("scan", "--files-from", listing, "--model", tiny_model, "-q")
+    rows = csv_rows(result.stdout)
+    assert result.returncode == ExitCode.UNREADABLE
+    assert rows[0]["error"] == "invalid path: it contains a NUL byte" and rows[1]["score"]
+
+
+def test_very_deep_trees_and_over_long_paths(tmp_path: Path, tiny_model: Path):
+    deep = tmp_path / "deep"
+    here = os.getcwd()
+    try:
+        deep.mkdir()
+        os.chdir(deep)
+        for _ in range(1100):  # deeper than Python's recursion limit
+            os.mkdir("d")
+            os.chdir("d")
+        write_image(Path("deep.png"))
+        os.chdir(deep)
+        os.mkdir("long")
+        os.chdir("long")
+        for _ in range(20):  # past PATH_MAX (4096)
+            os.mkdir("x" * 250)
+            os.chdir("x" * 250)
+        write_image(Path("far.png"))
+    finally:
+        os.chdir(here)
+    result = deepscan("scan", ".", "--model", tiny_model, "-q", cwd=deep)
+    subprocess.run(["rm", "-rf", str(deep)], check=True)  # pytest's own clean-up recurses, and would overflow
+    rows = csv_rows(result.stdout)
+    assert result.returncode == ExitCode.UNREADABLE
+    assert rows[0]["path"].endswith("/d/deep.png") and rows[0]["score"]
+    assert rows[1]["path"].startswith("./long/") and rows[1]["error"] == "path too long for the file system"
+
+
+def test_messages_name_what_was_found(tmp_path: Path, tiny_model: Path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("huge", "x" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), zip=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "text_bomb.png", pnginfo=info)
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "folder.png" / "inside.png").write_bytes(b"")
+    records = {Path(r.path).name: r.error for r in scan([tmp_path], ScanSettings(model=tiny_model))}
+    assert records["text_bomb.png"].startswith("metadata over Pillow's safety limit")
+    assert records["inside.png"] == "empty file"
+
+
+def test_output_to_a_device_a_pipe_or_a_link_writes_through_it(tmp_path: Path, tiny_model: Path):
+    image = write_image(tmp_path / "in" / "a.png")
+    result = deepscan("scan", image, "--model", tiny_model, "-q", "--out", "/dev/null")
+    assert result.returncode == ExitCode.OK and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    target = tmp_path / "real.csv"
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert deepscan("scan", image, "--model", tiny_model, "-q", "--out", link).returncode == ExitCode.OK
+    assert link.is_symlink() and len(csv_rows(target.read_bytes())) == 1
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    assert deepscan("scan", image, "--model", tiny_model, "-q", "--out", fifo).returncode == ExitCode.OK
+    assert len(csv_rows(reader.communicate(timeout=30)[0])) == 1 and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path, tiny_model: Path):
+    image = write_image(tmp_path / "a.png")
+    full = tmp_path / "full.csv"
+    full.symlink_to("/dev/full")
+    result = deepscan("scan", image, "--model", tiny_model, "-q", "--out", full)
+    assert result.returncode == ExitCode.USAGE and b"Traceback" not in result.stderr
+    assert result.stderr.decode().strip() == f"deepscan: error: cannot write {full}: No space left on device"
+    report = tmp_path / "r.csv"
+    result = deepscan("scan", image, "--model", tiny_model, "-q", "--out", report, "--summary-json", "/dev/full")
+    assert result.returncode == ExitCode.OK and b"No space left" in result.stderr and b"Traceback" not in result.stderr
+    assert len(csv_rows(report.read_bytes())) == 1
+    result = deepscan("scan", image, "--model", tiny_model, "-q", "--out", report, "--cache", "/dev/full")
+    assert result.returncode == ExitCode.OK and b"scanning without it" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "full.csv", "r.csv"]  # no .part left
+
+
+def test_out_may_not_name_a_scanned_file(tmp_path: Path, tiny_model: Path):
+    image = write_image(tmp_path / "a.png")
+    before = image.read_bytes()
+    result = deepscan("scan", tmp_path, "--model", tiny_model, "--out", image, "--format", "csv")
+    assert result.returncode == ExitCode.USAGE and b"is one of the files being scanned" in result.stderr
+    assert image.read_bytes() == before
+
+
+def test_an_interrupted_run_never_shortens_an_existing_report(tmp_path: Path, tiny_model: Path):
+    folder = many_images(tmp_path / "many", 400)
+    report = tmp_path / "r.csv"
+    assert start_scan(folder, "--model", tiny_model, "--out", report, "-q").wait(timeout=120) == ExitCode.OK
+    complete = report.read_bytes()
+    process = start_scan(folder, "--model", tiny_model, "--out", report, "--batch-size", "2")
+    err = interrupt_mid_scan(process, signal.SIGTERM, tmp_path, "r.csv")
+    assert process.returncode == ExitCode.TERMINATED
+    assert report.read_bytes() == complete  # untouched
+    partial = tmp_path / "r.partial.csv"
+    assert 4 <= len(csv_rows(partial.read_bytes())) < 400 and str(partial) in " ".join(err.split())
+    resumed = start_scan(folder, "--model", tiny_model, "--out", report, "--resume", "-q")
+    assert resumed.wait(timeout=120) == ExitCode.OK
+    assert report.read_bytes() == complete and not partial.exists()
+
+
+def test_rows_kept_by_resume_are_safe_from_the_first_moment(tmp_path: Path, tiny_model: Path):
+    folder = many_images(tmp_path / "many", 60)
+    report = tmp_path / "r.csv"
+    assert start_scan(folder, "--model", tiny_model, "--out", report, "-q").wait(timeout=120) == ExitCode.OK
+    lines = report.read_text().splitlines()
+    kept = [lines[0], *lines[2:]]  # the first file is missing: every kept row comes after a file to score
+    report.write_text("\n".join(kept) + "\n")
+    process = start_scan(folder, "--model", tiny_model, "--out", report, "--resume")
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".r.csv.*.part")):  # the report is open; TensorFlow is still loading
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == ExitCode.TERMINATED
+    assert set(report.read_text().splitlines()) >= set(kept)
+
+
+def test_resume_refuses_a_report_another_model_began(tmp_path: Path, tiny_model: Path):
+    from deepscan.model import build_model, save_model
+
+    folder = many_images(tmp_path / "many", 400)
+    report = tmp_path / "r.csv"
+    process = start_scan(folder, "--model", tiny_model, "--out", report, "--batch-size", "2")
+    interrupt_mid_scan(process, signal.SIGINT, tmp_path, "r.csv")
+    other = tmp_path / "other.keras"
+    model, spec = build_model("reference", 32)
+    save_model(model, spec, other)
+    before = report.read_bytes()
+    refused = deepscan("scan", folder, "--model", other, "--out", report, "--resume")
+    assert refused.returncode == ExitCode.USAGE and b"tiny.keras" in refused.stderr and b"other.keras" in refused.stderr
+    assert report.read_bytes() == before
+    resumed = deepscan("scan", folder, "--model", tiny_model, "--out", report, "--resume", "-q")
+    assert resumed.returncode == ExitCode.OK and len(csv_rows(report.read_bytes())) == 400
+    assert [p.name for p in tmp_path.glob(".r.csv*")] == []  # the note is gone with the finished report
+
+
+def test_two_scans_share_one_cache(tmp_path: Path, tiny_model: Path):
+    folder = many_images(tmp_path / "many", 150)
+    cache = tmp_path / "shared.db"
+    runs = [
+        start_scan(
+            folder, "--model", tiny_model, "--cache", cache, "--batch-size", "4", "-q", "--out", tmp_path / f"{i}.csv"
+        )
+        for i in range(2)
+    ]
+    assert [run.wait(timeout=300) for run in runs] == [ExitCode.OK, ExitCode.OK]
+    assert (tmp_path / "0.csv").read_text() == (tmp_path / "1.csv").read_text()
+    assert sqlite3.connect(cache).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 150
+
+
+def test_a_corrupt_cache_is_ignored_with_a_warning(tmp_path: Path, tiny_model: Path):
+    image = write_image(tmp_path / "a.png")
+    cache = tmp_path / "c.db"
+    cache.write_bytes(b"SQLite format 3\0" + os.urandom(4096))
+    result = deepscan("scan", image, "--model", tiny_model, "-q", "--cache", cache)
+    assert result.returncode == ExitCode.OK and len(csv_rows(result.stdout)) == 1
+    assert b"scanning without it" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_closed_stdout_and_a_vanished_stderr_reader(tmp_path: Path, tiny_model: Path):
+    folder = tmp_path / "in"
+    write_image(folder / "a.png")
+    (folder / "broken.png").write_bytes(b"nope")
+    report, summary = tmp_path / "r.csv", tmp_path / "s.json"
+    base = f"{sys.executable} -m deepscan scan {folder} --model {tiny_model}"
+    closed = subprocess.run(["bash", "-c", f"{base} --out {report} >&-"], capture_output=True, timeout=120)
+    assert closed.returncode == ExitCode.UNREADABLE and len(csv_rows(report.read_bytes())) == 2
+    closed = subprocess.run(["bash", "-c", f"{base} >&-"], capture_output=True, timeout=120)
+    assert closed.returncode == ExitCode.USAGE and b"stdout is closed" in closed.stderr
+    command = f"{base} --out {report} --summary-json {summary} 2>&1 | head -c 1 >/dev/null; exit ${{PIPESTATUS[0]}}"
+    gone = subprocess.run(["bash", "-c", command], capture_output=True, timeout=120)
+    assert gone.returncode == ExitCode.UNREADABLE
+    assert json.loads(summary.read_text())["exit_code"] == ExitCode.UNREADABLE
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("threshold", "0.5"), ("threshold", None), ("threshold", float("nan")), ("threshold", 7), ("classes", ["fake"])],
+)
+def test_a_model_spec_of_the_wrong_type_is_refused(tmp_path: Path, tiny_model: Path, field: str, value: object):
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(tiny_model) as source, zipfile.ZipFile(broken, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == SPEC_MEMBER:
+                spec = json.loads(data)
+                spec[field] = value
+                data = json.dumps(spec).encode()
+            target.writestr(item, data)
+    result = deepscan("scan", tmp_path, "--model", broken, "-q")
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == ExitCode.USAGE and len(lines) == 1 and field in lines[0]
+
+
+def test_an_inflating_spec_is_refused_before_it_is_read(tmp_path: Path):
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(SPEC_MEMBER, b" " * (64 << 20))  # compresses to about 64 KB
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(ModelError, match="refusing"):
+        read_spec(bomb)
+
+
+def test_the_decode_budget_holds_large_images_back():
+    """Whatever the threads, the pixels being decoded at once never exceed the budget (one image alone fits)."""
+    import threading
+
+    budget = DecodeBudget(100)
+    peak, lock = [0], threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.share(pixels):
+            with lock:
+                peak[0] = max(peak[0], budget.used)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=decode, args=(size,)) for size in [60, 60, 30, 30, 120, 10] * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] <= 120 and budget.used == 0
