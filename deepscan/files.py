@@ -50,6 +50,26 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
+def unreadable_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as a regular file, from its metadata alone (None: it looks readable).
+
+    Cheap (one stat), so a scan can answer for missing or special files
+    without sending them through decoding and the model; the reasons are
+    the ones open_regular gives.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        return describe_read_error(err, path)
+    except ValueError:
+        return "invalid path: it contains a NUL byte"
+    if stat.S_ISDIR(mode):
+        return _folder_problem(path)
+    if not stat.S_ISREG(mode):
+        return f"not a regular file: {_kind(mode)}"
+    return None
+
+
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """A regular file's whole content (see open_regular)."""
     with open_regular(path) as handle:

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 from deepscan.cache import ScoreCache
 from deepscan.discovery import find_images
 from deepscan.errors import OutputError
+from deepscan.evidence import EVIDENCE_COLUMN, EvidenceColumn, declares_ai
 from deepscan.faces import FaceScorer, FaceSettings, check_detector
-from deepscan.files import describe_read_error, read_bytes
+from deepscan.files import describe_read_error, read_bytes, unreadable_reason
 from deepscan.identity import IDENTITY_COLUMNS, FileIdentity
 from deepscan.model import packaged_model
 from deepscan.pipeline import Source
@@ -52,6 +53,7 @@ class ScanSettings:
     cache: Path | None = None
     resume: Path | None = None  # a report to continue: its rows are kept, not scored again
     resume_format: OutputFormat | None = None  # None: from the report's extension
+    evidence: bool = True  # read C2PA, IPTC/XMP and generator metadata (the evidence column)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.columns if name not in EXTRA_COLUMNS]
@@ -140,6 +142,8 @@ class ScanJob:
         self._by_identity = {model.identity: model for model in self.models}
         identity = tuple(c for c in self.settings.columns if c in IDENTITY_COLUMNS)
         self.providers: list[ColumnProvider] = [FileIdentity(identity)] if identity else []
+        if self.settings.evidence:
+            self.providers.append(EvidenceColumn())
         self.cache = ScoreCache(self.settings.cache, self.scorer.cache_key) if self.settings.cache else None
         self.previous = self._read_previous()
         self._finished: set[str] = set()
@@ -200,7 +204,14 @@ class ScanJob:
         yield from self._chunks(self._known(queue, until_empty=True))
 
     def verdict(self, record: Record) -> Record:
-        """The verdict rule, the one place a label is decided: score at or above the model's threshold is fake."""
+        """The verdict rule, the one place a label is decided.
+
+        A file whose own metadata declares generative AI is fake whatever its
+        score (the score stays the model's); otherwise a score at or above
+        the model's threshold is fake. Metadata never makes a file real.
+        """
+        if declares_ai(record.columns.get(EVIDENCE_COLUMN, [])):
+            return replace(record, label="fake")
         if record.score is None:
             return replace(record, label="")
         model = self._by_identity[record.model]
@@ -211,19 +222,23 @@ class ScanJob:
         kept = self.previous.get(path)
         if kept is not None:
             return _Entry(path, kept), None
+        reason = unreadable_reason(path)  # missing and special files need no decoding and no model
+        if reason is not None:
+            return self._unreadable(path, reason), None
         if self.cache is None or not self.cache.usable:
             return _Entry(path, None), Source(path)
         try:
             data = read_bytes(path)  # read once: hashed here, decoded by the scorer
         except OSError as err:  # not cached: it says nothing about any content
-            return _Entry(
-                path, [Record(path, error=describe_read_error(err, path), model=self.models[0].identity)]
-            ), None
+            return self._unreadable(path, describe_read_error(err, path)), None
         digest = hashlib.sha256(data).hexdigest()
         hit = self.cache.lookup(path, digest)
         if hit is not None:
             return _Entry(path, hit, digest), None
         return _Entry(path, None, digest), Source(path, data)
+
+    def _unreadable(self, path: str, reason: str) -> _Entry:
+        return _Entry(path, [Record(path, error=reason, model=self.models[0].identity)])
 
     def _known(self, queue: deque[_Entry], *, until_empty: bool = False) -> list[ScannedFile]:
         """Finish the known files at the head of the queue (all of it, at the end)."""
@@ -241,7 +256,7 @@ class ScanJob:
     def _finish(self, records: list[Record], digest: str | None) -> ScannedFile:
         columns = self._columns(records[0].path, digest)
         self._finished.add(records[0].path)
-        return ScannedFile([replace(self.verdict(record), columns=columns) for record in records])
+        return ScannedFile([self.verdict(replace(record, columns=columns)) for record in records])
 
     def _columns(self, path: str, digest: str | None) -> dict[str, Any]:
         values: dict[str, Any] = {}

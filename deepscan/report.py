@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deepscan.errors import INTERRUPTS, OutputError
+from deepscan.evidence import EVIDENCE_COLUMN, evidence_text
 from deepscan.record import BASE_COLUMNS, FACE_COLUMNS, MODEL_COLUMN, Record, format_score
 
 
@@ -85,11 +86,13 @@ def _quoted(text: str) -> str:
 
 
 def _cell(column: str, value: Any) -> Any:
-    """A CSV cell: None is empty, a score has six decimals, a list (a face box) is comma-joined."""
+    """A CSV cell: None is empty, a score has six decimals, evidence is its short text, a face box comma-joined."""
     if value is None:
         return ""
     if column == "score":
         return format_score(value)
+    if column == EVIDENCE_COLUMN:
+        return evidence_text(value)
     return ",".join(map(str, value)) if isinstance(value, list) else value
 
 
@@ -142,9 +145,9 @@ class JsonWriter(JsonLinesWriter):
 _WRITERS = {OutputFormat.csv: CsvWriter, OutputFormat.json: JsonWriter, OutputFormat.jsonl: JsonLinesWriter}
 
 
-def report_columns(faces: bool, extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """The columns of a report, in order: path, label, score, error, face columns in face mode, then extras."""
-    return BASE_COLUMNS + (FACE_COLUMNS if faces else ()) + tuple(extra)
+def report_columns(faces: bool, extra: Sequence[str] = (), evidence: bool = False) -> tuple[str, ...]:
+    """The columns of a report, in order: path, label, score, error, evidence, face columns in face mode, extras."""
+    return BASE_COLUMNS + ((EVIDENCE_COLUMN,) if evidence else ()) + (FACE_COLUMNS if faces else ()) + tuple(extra)
 
 
 class Report:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from deepscan.evidence import EVIDENCE_COLUMN, declares_ai
 from deepscan.record import Record
 from deepscan.scorers import ScanModel
 
 SHOWN_FAILURES = 5
+EVIDENCE_KINDS = {"c2pa": "C2PA manifest", "xmp": "IPTC/XMP", "png": "generator metadata", "exif": "generator metadata"}
 
 
 @dataclass
@@ -25,8 +28,10 @@ class Summary:
     faces_mode: bool = False
     top: int = 5
     scored: int = 0
+    real: int = 0
     fake: int = 0
     errors: int = 0
+    evidence: Counter[str] = field(default_factory=Counter)  # files by kind of metadata evidence
     faces: int = 0  # face mode: faces scored
     files_without_faces: int = 0  # face mode: readable files scored whole for want of a face
     failures: list[tuple[str, str]] = field(default_factory=list)  # the first few (path, error)
@@ -37,16 +42,18 @@ class Summary:
     _suspicious: list[tuple[float, str]] = field(default_factory=list)
 
     @property
-    def real(self) -> int:
-        return self.scored - self.fake
-
-    @property
     def done(self) -> int:
         return self.scored + self.errors
 
     def add(self, verdict: Record, faces: int = 0) -> None:
-        """Count a file by the record that decides it; ``faces``: how many of its faces were scored."""
+        """Count a file by the record that decides it; ``faces``: how many of its faces were scored.
+
+        A file declared AI-made by its metadata counts as fake even when it could not be scored.
+        """
         self.elapsed = time.perf_counter() - self.started
+        self.fake += verdict.label == "fake"
+        self.real += verdict.label == "real"
+        self._count_evidence(verdict.columns.get(EVIDENCE_COLUMN) or [])
         if verdict.score is None:
             self.errors += 1
             if len(self.failures) < SHOWN_FAILURES:
@@ -55,12 +62,20 @@ class Summary:
         self.faces += faces
         self.files_without_faces += faces == 0
         self.scored += 1
-        self.fake += verdict.label == "fake"
         item = (verdict.score, verdict.path)
         if len(self._suspicious) < self.top:
             heapq.heappush(self._suspicious, item)
         else:
             heapq.heappushpop(self._suspicious, item)
+
+    def _count_evidence(self, items: list[dict[str, Any]]) -> None:
+        kinds = {EVIDENCE_KINDS.get(item["source"], item["source"]) for item in items if item["detail"] != "unreadable"}
+        flags = {
+            "declared AI-made": declares_ai(items),
+            "C2PA manifest invalid": any(item["status"].startswith("invalid") for item in items),
+            "metadata unreadable": any(item["detail"] == "unreadable" for item in items),
+        }
+        self.evidence.update(kinds | {name for name, present in flags.items() if present})
 
     def most_suspicious(self) -> list[tuple[float, str]]:
         return sorted(self._suspicious, reverse=True)
@@ -78,6 +93,7 @@ class Summary:
             "fake": self.fake,
             "errors": self.errors,
             **(face_counts if self.faces_mode else {}),
+            "evidence": dict(sorted(self.evidence.items())),
             "threshold": self.models[0].threshold,
             "model": self.models[0].identity,
             "models": [
@@ -102,6 +118,8 @@ class Summary:
             counts += [("faces", self.faces), ("files without faces", self.files_without_faces)]
         for name, value in counts:
             table.add_row(name, str(value))
+        if self.evidence:
+            table.add_row("evidence", ", ".join(f"{kind} {count}" for kind, count in sorted(self.evidence.items())))
         for model in self.models:
             table.add_row("model", f"{model.path.name} ({model.role}), threshold {model.threshold:.3f}")
         table.add_row("device", self.device or "none (every file was already known)")

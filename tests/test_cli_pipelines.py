@@ -68,7 +68,7 @@ def test_no_input_at_all_is_a_usage_error_but_an_empty_list_is_not(cli, tiny_mod
     code, _, err = cli("scan")
     assert code == ExitCode.USAGE and "at least one PATH" in err
     code, out, _ = cli("scan", "-", "--model", tiny_model, "-q", input="")
-    assert code == ExitCode.OK and out == "path,label,score,error\n"
+    assert code == ExitCode.OK and out == "path,label,score,error,evidence\n"
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_exit_code_zero_when_every_file_is_scored(cli, tmp_path: Path, tiny_mode
 def test_json_formats_on_stdout_parse_cleanly(cli, photos: Path, tiny_model: Path, fmt: str):
     _, out, _ = cli("scan", photos, "--model", tiny_model, "--format", fmt)
     rows = json.loads(out) if fmt == "json" else [json.loads(line) for line in out.splitlines()]
-    assert len(rows) == 4 and set(rows[0]) == {"path", "label", "score", "error"}
+    assert len(rows) == 4 and set(rows[0]) == {"path", "label", "score", "error", "evidence"}
 
 
 def test_report_file_format_follows_the_extension(cli, photos: Path, tiny_model: Path, tmp_path: Path):
@@ -111,7 +111,7 @@ def test_a_bad_model_file_is_a_usage_error(cli, photos: Path, tmp_path: Path):
     assert code == ExitCode.USAGE and out == "" and "not a Keras model file" in err
 
 
-@pytest.mark.parametrize("command", [[], ["scan"], ["train"], ["evaluate"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["scan"], ["train"], ["evaluate"], ["info"], ["inspect"]])
 def test_every_command_has_help(cli, command):
     code, out, _ = cli(*command, "--help")
     assert code == 0 and "Usage" in out

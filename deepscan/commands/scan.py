@@ -82,6 +82,14 @@ def scan_command(
         str | None,
         typer.Option(help=f"Extra columns (comma-separated): {', '.join(EXTRA_COLUMNS)}.", rich_help_panel=OUTPUT),
     ] = None,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            "--evidence/--no-evidence",
+            help="Read C2PA, IPTC and generator metadata (the evidence column); a declared AI file is fake.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = True,
     summary_json: Annotated[
         Path | None,
         typer.Option(
@@ -172,6 +180,7 @@ def scan_command(
         cache=cache,
         resume=resume_source(out) if resume and out is not None else None,
         resume_format=fmt,
+        evidence=evidence,
     )
     if settings.cache is not None and settings.cache.is_dir():
         raise OutputError(f"cache path is a directory: {settings.cache}")
@@ -209,7 +218,7 @@ def scan_command(
                     log.warning("%s (the report itself is complete)", err)
             return code
 
-        columns = report_columns(faces, settings.columns)
+        columns = report_columns(faces, settings.columns, evidence)
         try:
             with open_report(out, fmt, columns, interrupted_to=interrupted_to) as report, progress:
                 try:

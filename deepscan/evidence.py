@@ -1,0 +1,355 @@
+"""Evidence beyond pixels: what a file's own metadata says about where it came from.
+
+Three kinds, read from the public formats:
+
+- C2PA Content Credentials, read and validated by the official library
+  (``c2pa-python``): the active manifest's generator, actions and their IPTC
+  digital source type, ingredients, signer and validation state. Offline
+  there is no trust list: a signature is reported as verifying or not, never
+  as trusted.
+- The IPTC digital source type in XMP packets (JPEG APP1, PNG iTXt, WebP,
+  TIFF, HEIF/AVIF), and the XMP ``CreatorTool``.
+- Generator parameters: PNG text chunks (AUTOMATIC1111/Forge/SD.Next and
+  Fooocus ``parameters``, ComfyUI ``prompt``/``workflow``, NovelAI, InvokeAI),
+  the same parameters in EXIF ``UserComment``, and generator names in EXIF
+  ``Software``.
+
+Each reader looks for its markers in the bytes first and reads at most a
+bounded amount: a malformed or enormous manifest, packet or chunk becomes an
+evidence item with the reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from deepscan.files import open_regular
+
+MAX_FILE_BYTES = 256 << 20  # metadata is looked for in at most this much of a file
+MAX_XMP_BYTES = 4 << 20
+MAX_TEXT_BYTES = 8 << 20  # one PNG text chunk, inflated
+
+AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
+# The IPTC Digital Source Type vocabulary (cv.iptc.org/newscodes/digitalsourcetype), for people.
+SOURCE_TYPES = {
+    "digitalCapture": "captured by a camera or scanner",
+    "computationalCapture": "captured, then processed by the device",
+    "negativeFilm": "scanned from negative film",
+    "positiveFilm": "scanned from positive film",
+    "print": "scanned from a print",
+    "humanEdits": "edited by a person",
+    "minorHumanEdits": "minor edits by a person",
+    "compositeCapture": "a composite of captures",
+    "algorithmicallyEnhanced": "enhanced by an algorithm",
+    "dataDrivenMedia": "made from data (a chart, a map)",
+    "digitalArt": "digital art made by a person",
+    "virtualRecording": "a recording of a virtual scene",
+    "compositeSynthetic": "a composite including synthetic elements",
+    "trainedAlgorithmicMedia": "made by a generative AI model",
+    "compositeWithTrainedAlgorithmicMedia": "a composite with content from a generative AI model",
+    "algorithmicMedia": "made by an algorithm without training data (synthetic, not generative AI)",
+    "screenCapture": "a screen capture",
+}
+GENERATORS = re.compile(
+    r"stable[ -]?diffusion|novel ?ai|midjourney|dall[-·]?e|firefly|comfyui|invoke ?ai|fooocus|automatic1111|"
+    r"leonardo\.ai|ideogram|imagen\b|craiyon|dreamstudio|image creator|\bflux\b|sd\.next|sdxl",
+    re.IGNORECASE,
+)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_XMP_PACKET = re.compile(rb"<x:xmpmeta.{0,%d}?</x:xmpmeta>" % MAX_XMP_BYTES, re.DOTALL)
+_XMP_FIELD = r"(?:[\w-]+:)?%s(?:\s*=\s*\"([^\"]*)\"|\s*>\s*(?:<rdf:\w+>\s*<rdf:li[^>]*>)?([^<]*)<)"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One thing a file's metadata says, in a short machine-readable form."""
+
+    source: str  # "c2pa", "xmp", "png", "exif"
+    detail: str  # a digital source type, a text chunk's key, "Software", "unreadable"...
+    tool: str = ""  # what wrote it, when known
+    declares_ai: bool = False  # the file says it was made by generative AI
+    status: str = ""  # C2PA: "signature valid" or "invalid: ..."; for unreadable metadata, why
+    facts: dict[str, str] = field(default_factory=dict, compare=False)  # more, for `deepscan inspect`
+
+    @property
+    def text(self) -> str:
+        notes = ", ".join(note for note in (self.tool, self.status) if note)
+        return f"{self.source}:{self.detail}" + (f" ({notes})" if notes else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EVIDENCE_COLUMN = "evidence"
+
+
+def evidence_text(items: list[dict[str, Any]]) -> str:
+    """The CSV form of an evidence column: items separated by '; ', each as source:detail (tool, status)."""
+    return "; ".join(Evidence(**item).text for item in items)
+
+
+def declares_ai(items: list[dict[str, Any]]) -> bool:
+    """Whether an evidence column says the file was made by generative AI."""
+    return any(item["declares_ai"] for item in items)
+
+
+def read_evidence(path: str) -> list[Evidence]:
+    """Everything the file's own metadata says about its origin (see the module docstring)."""
+    with open_regular(path) as handle:
+        data = handle.read(MAX_FILE_BYTES)
+    return evidence_in(data)
+
+
+def evidence_in(data: bytes) -> list[Evidence]:
+    found: list[Evidence] = []
+    if b"c2pa" in data:
+        found += _c2pa(data)
+    if data.startswith(PNG_SIGNATURE):
+        found += _png_text(data)
+    if b"xmpmeta" in data:
+        for packet in _XMP_PACKET.finditer(data):
+            found += _xmp(packet.group())
+    if b"Exif" in data or data[:4] in (b"II*\0", b"MM\0*"):
+        found += _exif(data)
+    return list(dict.fromkeys(found))
+
+
+class EvidenceColumn:
+    """The column provider behind the ``evidence`` column (plain dicts); a file that cannot be read has none."""
+
+    columns = (EVIDENCE_COLUMN,)
+
+    def values(self, path: str, digest: str | None) -> dict[str, Any]:
+        try:
+            return {EVIDENCE_COLUMN: [item.to_dict() for item in read_evidence(path)]}
+        except OSError:
+            return {EVIDENCE_COLUMN: []}  # the row's own error column says why
+
+
+# --- C2PA --------------------------------------------------------------------
+
+_MIME = ((b"\xff\xd8", "image/jpeg"), (PNG_SIGNATURE, "image/png"), (b"II*\0", "image/tiff"), (b"MM\0*", "image/tiff"))
+UNTRUSTED = "signingCredential.untrusted"  # offline there is no trust list: expected, not a failure
+
+
+def _mime(data: bytes) -> str | None:
+    for magic, mime in _MIME:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "image/avif" if data[8:12] in (b"avif", b"avis") else "image/heic"
+    return None
+
+
+def _c2pa(data: bytes) -> list[Evidence]:
+    mime = _mime(data)
+    if mime is None:
+        return []
+    try:
+        import c2pa
+    except ImportError:
+        return [Evidence("c2pa", "unreadable", status="the c2pa-python library is not installed")]
+    try:
+        with c2pa.Reader(mime, io.BytesIO(data)) as reader:
+            store = json.loads(reader.json())
+    except Exception as err:  # the library raises C2paError subclasses, and worse on damaged stores
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "NotFound" in message or "not found" in message.lower():
+            return []  # the bytes "c2pa" appeared, but there is no manifest store
+        return [Evidence("c2pa", "unreadable", status=f"invalid: {message[:200]}")]
+    try:
+        return _manifest_evidence(store)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        return [Evidence("c2pa", "unreadable", status=f"invalid: malformed manifest store ({err})")]
+
+
+def _manifest_evidence(store: dict[str, Any]) -> list[Evidence]:
+    manifest = store["manifests"][store["active_manifest"]]
+    failures = [item["code"] for item in store.get("validation_status") or [] if item.get("code") != UNTRUSTED]
+    valid = store.get("validation_state", "Valid" if not failures else "Invalid") != "Invalid" and not failures
+    status = "signature valid" if valid else f"invalid: {', '.join(failures) or 'validation failed'}"
+    info = (manifest.get("claim_generator_info") or [{}])[0]
+    generator = manifest.get("claim_generator") or " ".join(str(info.get(k, "")) for k in ("name", "version")).strip()
+    actions = [
+        action
+        for assertion in manifest.get("assertions") or []
+        if str(assertion.get("label", "")).startswith("c2pa.actions")
+        for action in (assertion.get("data") or {}).get("actions") or []
+    ]
+    signature = manifest.get("signature_info") or {}
+    facts = {
+        "claim generator": generator,
+        "actions": ", ".join(str(a.get("action", "")) for a in actions),
+        "ingredients": ", ".join(str(i.get("title", "?")) for i in manifest.get("ingredients") or []),
+        "signer": ", ".join(str(signature[k]) for k in ("common_name", "issuer") if signature.get(k)),
+        "signed at": str(signature.get("time", "")),
+        "validation": status + (" (the signer is on no trust list: none is used offline)" if valid else ""),
+    }
+    facts = {name: value for name, value in facts.items() if value}
+    source_types = dict.fromkeys(
+        _source_type(str(a["digitalSourceType"])) for a in actions if a.get("digitalSourceType")
+    )
+    if not source_types:
+        return [Evidence("c2pa", "manifest", generator, False, status, facts)]
+    return [
+        Evidence(
+            "c2pa", kind, generator, kind in AI_SOURCE_TYPES, status, {**facts, "meaning": SOURCE_TYPES.get(kind, "")}
+        )
+        for kind in source_types
+    ]
+
+
+def _source_type(value: str) -> str:
+    """The vocabulary's term from a full IPTC URI (or a bare term)."""
+    return value.rstrip("/").rsplit("/", 1)[-1]
+
+
+# --- XMP ---------------------------------------------------------------------
+
+
+def _xmp(packet: bytes) -> list[Evidence]:
+    text = packet.decode("utf-8", "replace")
+    found = []
+    for value in _xmp_values(text, "DigitalSourceType"):
+        kind = _source_type(value)
+        found.append(
+            Evidence("xmp", kind, declares_ai=kind in AI_SOURCE_TYPES, facts={"meaning": SOURCE_TYPES.get(kind, "")})
+        )
+    for tool in _xmp_values(text, "CreatorTool"):
+        if GENERATORS.search(tool):
+            found.append(Evidence("xmp", "CreatorTool", tool, declares_ai=True))
+    return found
+
+
+def _xmp_values(text: str, name: str) -> list[str]:
+    return [(a or b).strip() for a, b in re.findall(_XMP_FIELD % name, text) if (a or b).strip()]
+
+
+# --- PNG text chunks ---------------------------------------------------------
+
+
+def _png_text(data: bytes) -> list[Evidence]:
+    found: list[Evidence] = []
+    position = len(PNG_SIGNATURE)
+    texts: dict[str, str] = {}
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IEND":
+            break
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        try:
+            key, value = _text_chunk(kind, body)
+        except ValueError as err:
+            found.append(Evidence("png", "unreadable", status=str(err)))
+            continue
+        if key == "XML:com.adobe.xmp":
+            found += _xmp(value.encode())
+        else:
+            texts[key] = value
+    return found + _generator_chunks(texts)
+
+
+def _text_chunk(kind: bytes, body: bytes) -> tuple[str, str]:
+    key, _, rest = body.partition(b"\0")
+    name = key.decode("latin-1")
+    if kind == b"tEXt":
+        return name, rest.decode("latin-1")
+    if kind == b"zTXt":
+        return name, _inflate(rest[1:], name).decode("latin-1")
+    compressed, rest = rest[:1] == b"\1", rest[2:]
+    _, _, rest = rest.partition(b"\0")  # language tag
+    _, _, text = rest.partition(b"\0")  # translated keyword
+    return name, (_inflate(text, name) if compressed else text).decode("utf-8", "replace")
+
+
+def _inflate(data: bytes, name: str) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(data, MAX_TEXT_BYTES)
+    except zlib.error as err:
+        raise ValueError(f"text chunk {name!r} is corrupt ({err})") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"text chunk {name!r} inflates past {MAX_TEXT_BYTES >> 20} MiB")
+    return text
+
+
+def _generator_chunks(texts: dict[str, str]) -> list[Evidence]:
+    """The PNG text keys that the common generators write, and the tool each says wrote it."""
+    found = []
+    if "parameters" in texts:
+        found.append(Evidence("png", "parameters", _parameters_tool(texts["parameters"]), True))
+    for key in ("prompt", "workflow"):
+        if key in texts and texts[key].lstrip().startswith("{"):
+            found.append(Evidence("png", key, "ComfyUI", True))
+    for key in ("invokeai_metadata", "invokeai_graph", "sd-metadata", "Dream"):
+        if key in texts:
+            found.append(Evidence("png", key, "InvokeAI", True))
+    if "fooocus_scheme" in texts:
+        found.append(Evidence("png", "fooocus_scheme", "Fooocus", True))
+    software = texts.get("Software", "")
+    if GENERATORS.search(software):
+        tool = "NovelAI" if "novelai" in software.lower() else software
+        found.append(Evidence("png", "Software", tool[:80], True))
+    return found
+
+
+def _parameters_tool(text: str) -> str:
+    """Which front end wrote generation parameters (AUTOMATIC1111's format, shared by its forks)."""
+    if text.lstrip().startswith("{"):
+        return "Fooocus" if "fooocus" in text.lower() else "unknown tool (JSON parameters)"
+    version = re.search(r"Version: (\S+)", text)
+    if "SD.Next" in text or re.search(r"App: SD\.Next", text):
+        return "SD.Next"
+    if version and version.group(1).startswith("f"):
+        return "Forge"
+    if "Steps:" in text or version:
+        return "AUTOMATIC1111"
+    return "unknown tool"
+
+
+# --- EXIF --------------------------------------------------------------------
+
+EXIF_IFD, USER_COMMENT, SOFTWARE = 0x8769, 0x9286, 0x0131
+
+
+def _exif(data: bytes) -> list[Evidence]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.getexif()
+            software = str(exif.get(SOFTWARE, ""))
+            comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except Exception:  # no EXIF Pillow can read: nothing to say
+        return []
+    found = []
+    text = _user_comment(comment)
+    if "Steps:" in text and ("Sampler:" in text or "Seed:" in text):
+        found.append(Evidence("exif", "UserComment", _parameters_tool(text), True))
+    if GENERATORS.search(software):
+        found.append(Evidence("exif", "Software", software[:80], True))
+    return found
+
+
+def _user_comment(value: Any) -> str:
+    """EXIF UserComment: an 8-byte character code, then the text (AUTOMATIC1111 writes UTF-16 as UNICODE)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, bytes):
+        return ""
+    code, text = value[:8], value[8:]
+    if code.startswith(b"UNICODE"):
+        big = text.decode("utf-16-be", "replace")
+        return big if big.isascii() or "Steps" in big else text.decode("utf-16-le", "replace")
+    return text.decode("utf-8", "replace")
