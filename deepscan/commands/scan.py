@@ -37,10 +37,12 @@ from deepscan.report import (
     check_destination,
     choose_format,
     interrupted_destination,
+    is_special,
     is_stdout,
     open_report,
     partial_path,
     report_columns,
+    resolved,
     resume_source,
     write_atomically,
 )
@@ -185,7 +187,8 @@ def scan_command(
     if settings.cache is not None and settings.cache.is_dir():
         raise OutputError(f"cache path is a directory: {settings.cache}")
     inputs = _inputs(paths or [], files_from, null)
-    interrupted_to = None if out is None or is_stdout(out) else interrupted_destination(out, settings.resume)
+    to_file = out is not None and not is_stdout(out) and not is_special(resolved(out))  # not stdout, a device, a pipe
+    interrupted_to = interrupted_destination(out, settings.resume) if to_file else None
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -206,7 +209,8 @@ def scan_command(
 
         def finish(interrupted: bool) -> ExitCode:
             summary.device = job.device
-            summary.destination = str(interrupted_to if interrupted else out) if not is_stdout(out) else None
+            where = interrupted_to if interrupted and interrupted_to is not None else out
+            summary.destination = None if is_stdout(out) else str(where)
             if not quiet:
                 summary.render(console, interrupted=interrupted)
             code = _exit_code(summary, fail_on_fake, max_fake, max_fake_fraction)
@@ -238,7 +242,7 @@ def scan_command(
             raise
         except BrokenPipeError:
             raise OutputClosed() from None
-        if out is not None and not is_stdout(out):
+        if to_file:
             for leftover in (partial_path(out), resume_marker(out), resume_marker(partial_path(out))):
                 leftover.unlink(missing_ok=True)  # superseded by the finished report
         return finish(interrupted=False)
