@@ -87,6 +87,7 @@ def evaluate_command(
         batch_size=batch_size,
         trust_model=trust_model,
         faces=face_settings(faces, min_face_size, max_faces, face_margin),
+        evidence=False,  # evaluate measures the model: metadata would label files without it
     )
     primary = scan_models(settings)[0]
     paths, labels = labelled_images(str(data_dir))
