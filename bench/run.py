@@ -322,10 +322,6 @@ def main() -> None:
         _, t_small, rss_small = run_scan(mem_small_dir, model_path, args.batch_size)
         _, t_big, rss_big = run_scan(big, model_path, args.batch_size)
         crops_rate = rate(args.memory_count - args.memory_count // 10, t_big - t_small)
-        print("evidence cost ...", file=sys.stderr)
-        _, t_small_plain, _ = run_scan(mem_small_dir, model_path, args.batch_size, "--no-evidence")
-        _, t_big_plain, _ = run_scan(big, model_path, args.batch_size, "--no-evidence")
-        plain_rate = rate(args.memory_count - args.memory_count // 10, t_big_plain - t_small_plain)
         print("cached re-scan ...", file=sys.stderr)
         cached_dir = work / "cached"
         cached_dir.mkdir()
@@ -360,11 +356,6 @@ def main() -> None:
                         f"deepscan scan, steady state ({args.memory_count} 256px JPEG crops)",
                         f"{crops_rate:.0f}",
                         f"{crops_rate / model_rate:.2f} of model ceiling",
-                    ),
-                    (
-                        f"the same with --no-evidence (no metadata read; {args.memory_count} crops)",
-                        f"{plain_rate:.0f}",
-                        f"evidence costs {1 - crops_rate / plain_rate:.1%}",
                     ),
                     ("per-image load_img + predict, 256px crops (baseline)", f"{baseline_crops:.1f}", "1.00"),
                     ("**scan vs per-image baseline, 256px crops**", "", f"{crops_rate / baseline_crops:.0f}x"),

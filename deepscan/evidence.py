@@ -109,17 +109,35 @@ def read_evidence(path: str) -> list[Evidence]:
 
 
 def evidence_in(data: bytes) -> list[Evidence]:
+    """The evidence in a file's bytes: markers are looked for first, parsers run only where one is found."""
+    header = data[: _jpeg_header_end(data)] if data.startswith(b"\xff\xd8") else data
     found: list[Evidence] = []
-    if b"c2pa" in data:
+    if b"c2pa" in header:
         found += _c2pa(data)
     if data.startswith(PNG_SIGNATURE):
         found += _png_text(data)
-    if b"xmpmeta" in data:
-        for packet in _XMP_PACKET.finditer(data):
+    if b"xmpmeta" in header:
+        for packet in _XMP_PACKET.finditer(header):
             found += _xmp(packet.group())
-    if b"Exif" in data or data[:4] in (b"II*\0", b"MM\0*"):
+    if b"Exif" in header or data[:4] in (b"II*\0", b"MM\0*"):
         found += _exif(data)
     return list(dict.fromkeys(found))
+
+
+def _jpeg_header_end(data: bytes) -> int:
+    """Where a JPEG's image data starts (its metadata segments all come before): the SOS marker."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xDA:  # start of scan
+            return position
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return len(data)  # malformed: look everywhere
 
 
 class EvidenceColumn:

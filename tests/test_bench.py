@@ -24,6 +24,5 @@ def test_quick_benchmark_reports_every_stage():
         "draft decode",
         "Architectures",
         "training img/s",
-        "--no-evidence",
     ):
         assert stage in result.stdout, stage
