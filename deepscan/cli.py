@@ -35,7 +35,20 @@ GLOBAL_FLAGS = ("-v", "--verbose")
 GLOBAL_VALUED = ("--log-level",)
 
 
-class DeepscanGroup(TyperGroup):
+class PlainHelp:
+    """Help that reads like a manual: FILE, N, TEXT for values, nothing for flags (not <bool>, <list[str]>)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]  # with the help and completion options
+        for param in params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # its name says it
+            elif param.metavar is None:
+                param.metavar = _metavar(param)
+        return params
+
+
+class DeepscanGroup(PlainHelp, TyperGroup):
     """Turns usage errors, deepscan errors and interrupts into one line and an exit code."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
@@ -83,23 +96,8 @@ def _hoisted(args: list[str], commands: set[str]) -> list[str]:
     return moved + before + after
 
 
-class DeepscanCommand(TyperCommand):
-    """Help that reads like a manual: FILE, N, TEXT for values, nothing for flags (not <bool>, <list[str]>)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            label = _metavar(param)
-            if isinstance(param, TyperArgument):
-                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # the name says it
-            elif label is not None and param.metavar is None:
-                param.metavar = label
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
+class DeepscanCommand(PlainHelp, TyperCommand):
+    """A command with plain help."""
 
 
 def _metavar(param: Any) -> str | None:
