@@ -11,7 +11,7 @@ import numpy as np
 
 from deepscan.discovery import find_images
 from deepscan.errors import DataError, DeepscanError
-from deepscan.job import ScanJob, ScanSettings
+from deepscan.job import ScanJob
 from deepscan.model import CLASS_NAMES
 from deepscan.pipeline import blurred, recompressed
 from deepscan.scorers import ScanModel, score_files
@@ -135,8 +135,8 @@ class ScoredSet:
     fake: np.ndarray | None = None  # the labels the verdict rule gave; None: compare scores with a threshold
 
 
-def score_labelled(paths: list[str], labels: list[int], settings: ScanSettings) -> ScoredSet:
-    """Score labelled images exactly as `deepscan scan` does; unreadable files are counted, not scored.
+def score_labelled(paths: list[str], labels: list[int], job: ScanJob) -> ScoredSet:
+    """Score labelled images with a scan job, exactly as `deepscan scan` does; unreadable files are counted.
 
     In face mode a file's score and label are its most suspicious face's.
     """
@@ -144,14 +144,13 @@ def score_labelled(paths: list[str], labels: list[int], settings: ScanSettings) 
     kept: list[tuple[str, float, int, bool]] = []
     unreadable = 0
     started = time.perf_counter()
-    with ScanJob(settings) as job:
-        for files in job.run(paths):
-            for scanned in files:
-                verdict = scanned.verdict
-                if verdict.score is None:
-                    unreadable += 1
-                else:
-                    kept.append((verdict.path, verdict.score, label_of[verdict.path], verdict.label == "fake"))
+    for files in job.run(paths):
+        for scanned in files:
+            verdict = scanned.verdict
+            if verdict.score is None:
+                unreadable += 1
+            else:
+                kept.append((verdict.path, verdict.score, label_of[verdict.path], verdict.label == "fake"))
     return ScoredSet(
         np.array([item[1] for item in kept]),
         np.array([item[2] for item in kept], bool),

@@ -74,7 +74,7 @@ def evaluate_command(
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
     """
     from deepscan.evaluate import labelled_images, misclassified, plot_card, report_card, robustness, score_labelled
-    from deepscan.job import ScanSettings, scan_models
+    from deepscan.job import ScanJob, ScanSettings
     from deepscan.report import check_destination, write_atomically
 
     if faces and robust:
@@ -89,11 +89,12 @@ def evaluate_command(
         faces=face_settings(faces, min_face_size, max_faces, face_margin),
         evidence=False,  # evaluate measures the model: metadata would label files without it
     )
-    primary = scan_models(settings)[0]
     paths, labels = labelled_images(str(data_dir))
-    scored = score_labelled(paths, labels, settings)
+    with ScanJob(settings) as job:
+        primary = job.models[0]
+        scored = score_labelled(paths, labels, job)
+        table = robustness(paths, labels, primary, batch_size) if robust else []  # the model loaded once
     card = report_card(scored, primary.threshold)
-    table = robustness(paths, labels, primary, batch_size) if robust else []
     wrong = misclassified(scored, primary.threshold, errors)
     figures = {"model": str(primary.path), "data": str(data_dir), "faces": faces, **card.to_dict()}
     if robust:
