@@ -170,13 +170,14 @@ def main_options(
 
 
 def _register_commands() -> None:
-    from deepscan.commands import evaluate, info, inspect, scan, train
+    from deepscan.commands import evaluate, info, inspect, report, scan, train
 
     app.command("scan", cls=DeepscanCommand, epilog=EXIT_CODES_HELP)(scan.scan_command)
     app.command("train", cls=DeepscanCommand)(train.train_command)
     app.command("evaluate", cls=DeepscanCommand)(evaluate.evaluate_command)
     app.command("info", cls=DeepscanCommand)(info.info_command)
     app.command("inspect", cls=DeepscanCommand)(inspect.inspect_command)
+    app.command("report", cls=DeepscanCommand)(report.report_command)
 
 
 _register_commands()

@@ -107,23 +107,28 @@ class Summary:
             "failures": [{"path": path, "error": error} for path, error in self.failures],
         }
 
+    def facts(self) -> list[tuple[str, str]]:
+        """The summary as (name, value) lines, for the table and the HTML report."""
+        counts = [("files found", self.found), ("scored", self.scored), ("real", self.real), ("fake", self.fake)]
+        counts.append(("errors", self.errors))
+        if self.faces_mode:
+            counts += [("faces", self.faces), ("files without faces", self.files_without_faces)]
+        lines = [(name, str(value)) for name, value in counts]
+        if self.evidence:
+            lines.append(("evidence", ", ".join(f"{kind} {count}" for kind, count in sorted(self.evidence.items()))))
+        for model in self.models:
+            lines.append(("model", f"{model.path.name} ({model.role}), threshold {model.threshold:.3f}"))
+        lines.append(("device", self.device or "none (every file was already known)"))
+        lines.append(("elapsed", f"{self.elapsed:.1f} s ({self.rate:.1f} images/s)"))
+        return lines
+
     def render(self, console: Console, *, interrupted: bool = False) -> None:
         title = f"deepscan: stopped after {self.done} of {self.found} files" if interrupted else "deepscan summary"
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column(overflow="fold")
-        counts = [("files found", self.found), ("scored", self.scored), ("real", self.real), ("fake", self.fake)]
-        counts.append(("errors", self.errors))
-        if self.faces_mode:
-            counts += [("faces", self.faces), ("files without faces", self.files_without_faces)]
-        for name, value in counts:
-            table.add_row(name, str(value))
-        if self.evidence:
-            table.add_row("evidence", ", ".join(f"{kind} {count}" for kind, count in sorted(self.evidence.items())))
-        for model in self.models:
-            table.add_row("model", f"{model.path.name} ({model.role}), threshold {model.threshold:.3f}")
-        table.add_row("device", self.device or "none (every file was already known)")
-        table.add_row("elapsed", f"{self.elapsed:.1f} s ({self.rate:.1f} images/s)")
+        for name, value in self.facts():
+            table.add_row(name, value)
         console.print(table)
         if self.failures:
             console.print("[bold]could not be scored[/]")

@@ -93,6 +93,7 @@ def test_batch_size_does_not_change_results(cli, photos: Path, tiny_model: Path)
         (["scan", ".", "--out", "r.csv", "--format", "json"], "contradicts"),
         (["scan", ".", "--summary-json", "-"], "needs --out"),
         (["train", ".", "--out", "m.h5"], ".keras"),
+        (["scan", ".", "--explain", "2"], "--html"),
         (["info", "does-not-exist.keras"], "does not exist"),
     ],
 )
@@ -111,7 +112,7 @@ def test_a_bad_model_file_is_a_usage_error(cli, photos: Path, tmp_path: Path):
     assert code == ExitCode.USAGE and out == "" and "not a Keras model file" in err
 
 
-@pytest.mark.parametrize("command", [[], ["scan"], ["train"], ["evaluate"], ["info"], ["inspect"]])
+@pytest.mark.parametrize("command", [[], ["scan"], ["train"], ["evaluate"], ["info"], ["inspect"], ["report"]])
 def test_every_command_has_help(cli, command):
     code, out, _ = cli(*command, "--help")
     assert code == 0 and "Usage" in out

@@ -30,6 +30,8 @@ from deepscan.commands.options import (
 )
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
+from deepscan.explain import explainer
+from deepscan.html_report import Entry, entries_from_records, write_html
 from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, resume_marker
 from deepscan.report import (
     OutputFormat,
@@ -92,6 +94,19 @@ def scan_command(
             rich_help_panel=OUTPUT,
         ),
     ] = True,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write an HTML report (thumbnails in a folder beside it) to open in a browser.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    explain: Annotated[
+        int,
+        typer.Option(
+            min=0, help="With --html: Grad-CAM heat maps of the N most suspicious files.", rich_help_panel=OUTPUT
+        ),
+    ] = 0,
     summary_json: Annotated[
         Path | None,
         typer.Option(
@@ -169,7 +184,9 @@ def scan_command(
         raise OutputError("--summary-json - needs --out FILE: the report already goes to stdout")
     if sys.stdout is None and (is_stdout(out) or (summary_json is not None and is_stdout(summary_json))):
         raise OutputError("stdout is closed: write the report and the summary to files (--out, --summary-json)")
-    for destination in (out, summary_json):
+    if explain and html is None:
+        raise OutputError("--explain draws heat maps into the HTML report: give --html FILE")
+    for destination in (out, summary_json, html):
         check_destination(destination)
     settings = ScanSettings(
         model=model,
@@ -223,12 +240,15 @@ def scan_command(
             return code
 
         columns = report_columns(faces, settings.columns, evidence)
+        entries: list[Entry] = []
         try:
             with open_report(out, fmt, columns, interrupted_to=interrupted_to) as report, progress:
                 try:
                     for files in job.run(images):
                         for scanned in files:
                             _write(report, scanned, summary)
+                        if html is not None:
+                            entries += entries_from_records(files)
                         report.flush()
                         progress.advance(task, len(files))
                 except INTERRUPTS:
@@ -245,6 +265,10 @@ def scan_command(
         if to_file:
             for leftover in (partial_path(out), resume_marker(out), resume_marker(partial_path(out))):
                 leftover.unlink(missing_ok=True)  # superseded by the finished report
+        if html is not None:
+            summary.device = job.device
+            heat = explainer(job.models, face_margin) if explain else None
+            write_html(html, entries, summary.facts(), explain=heat, explain_count=explain)
         return finish(interrupted=False)
 
 

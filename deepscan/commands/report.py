@@ -1,0 +1,56 @@
+"""deepscan report: an HTML report from a report deepscan wrote earlier and the images it names."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepscan.commands.options import FACE_DEFAULTS, FaceMarginOption, ModelOption, TrustModelOption
+from deepscan.report import check_destination
+
+
+def report_command(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            metavar="REPORT", exists=True, dir_okay=False, help="A CSV, JSON or JSON Lines report from 'deepscan scan'."
+        ),
+    ],
+    html: Annotated[Path, typer.Option(help="The HTML report to write (thumbnails in a folder beside it).")],
+    explain: Annotated[int, typer.Option(min=0, help="Grad-CAM heat maps of the N most suspicious files.")] = 0,
+    model: ModelOption = None,
+    trust_model: TrustModelOption = False,
+    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+) -> None:
+    """Build an HTML report from REPORT: files most suspicious first, thumbnails, evidence, heat maps.
+
+    Heat maps come from --model (default: the packaged models, the face model for face rows).
+
+    Example: deepscan report results.jsonl --html report.html --explain 20
+    """
+    from deepscan.explain import explainer
+    from deepscan.faces import FaceSettings
+    from deepscan.html_report import entries_from_report, write_html
+    from deepscan.job import ScanSettings, scan_models
+
+    check_destination(html)
+    entries = entries_from_report(results)
+    labels = Counter(entry.label or "error" for entry in entries)
+    facts = [
+        ("from report", str(results)),
+        ("files", str(len(entries))),
+        ("scored", str(sum(entry.score is not None for entry in entries))),
+        ("real", str(labels["real"])),
+        ("fake", str(labels["fake"])),
+        ("errors", str(sum(bool(entry.error) for entry in entries))),
+        *(("model", name) for name in sorted({entry.model.split("@")[0] for entry in entries if entry.model})),
+    ]
+    heat = None
+    if explain:
+        faces = FaceSettings(margin=face_margin) if any(entry.explain_box for entry in entries) else None
+        settings = ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False)
+        heat = explainer(scan_models(settings), face_margin)
+    write_html(html, entries, facts, explain=heat, explain_count=explain)

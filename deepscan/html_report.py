@@ -1,0 +1,317 @@
+"""An HTML report for people: counts, a score histogram, every file most suspicious first, heat maps.
+
+The page is one HTML file that works offline (no CDN, no server) beside a
+folder of thumbnails it refers to relatively (``<name>_files/``): keep the
+two together to mail or archive a report. The files' data sits in the page
+as JSON and a little inline JavaScript renders it a page of 100 at a time,
+so a report of 100,000 files opens and scrolls. Thumbnails are made in one
+streaming pass, one image in memory at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from deepscan.errors import OutputError
+from deepscan.evidence import evidence_text
+from deepscan.pipeline import ImageError, open_image
+from deepscan.report import OutputFormat, choose_format, write_atomically
+
+THUMB_SIDE = 200
+HISTOGRAM_BINS = 20
+
+
+@dataclass
+class Entry:
+    """One file in the report: its verdict, evidence and face boxes."""
+
+    path: str
+    score: float | None
+    label: str
+    error: str = ""
+    evidence: str = ""
+    faces: list[tuple[list[int], float | None]] = field(default_factory=list)  # (box, score) of each face
+    explain_box: list[int] | None = None  # face mode: the face the verdict came from (its crop is explained)
+    model: str = ""
+
+
+def entries_from_records(files: Iterable[Any]) -> list[Entry]:
+    """Entries from a scan job's finished files (ScannedFile)."""
+    entries = []
+    for scanned in files:
+        verdict = scanned.verdict
+        faces = [(list(r.box), r.score) for r in scanned.records if r.box is not None]
+        evidence = verdict.columns.get("evidence") or []
+        entries.append(
+            Entry(
+                scanned.path,
+                verdict.score,
+                verdict.label,
+                verdict.error,
+                evidence_text(evidence),
+                faces,
+                list(verdict.box) if verdict.box is not None else None,
+                verdict.model,
+            )
+        )
+    return entries
+
+
+def entries_from_report(path: Path) -> list[Entry]:
+    """Entries from a report deepscan wrote (CSV, JSON or JSON Lines): rows of one file are grouped."""
+    fmt = choose_format(path, None)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            text = handle.read()
+        if fmt is OutputFormat.csv:
+            rows: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
+        elif fmt is OutputFormat.json:
+            rows = json.loads(text)
+        else:
+            rows = [json.loads(line) for line in text.split("\n") if line.strip()]
+        by_path: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_path.setdefault(row["path"], []).append(row)
+        return [_entry(path_rows) for path_rows in by_path.values()]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OutputError(f"cannot read {path}: not a deepscan {fmt.value} report ({err})") from None
+
+
+def _entry(rows: list[dict[str, Any]]) -> Entry:
+    def number(value: Any) -> float | None:
+        return None if value in ("", None) else float(value)
+
+    def box(value: Any) -> list[int] | None:
+        if value in ("", None):
+            return None
+        return [int(v) for v in value.split(",")] if isinstance(value, str) else [int(v) for v in value]
+
+    best = max(rows, key=lambda row: -1.0 if number(row["score"]) is None else number(row["score"]))
+    evidence = best.get("evidence") or ""
+    faces = [(box(row.get("box")), number(row["score"])) for row in rows if box(row.get("box"))]
+    return Entry(
+        best["path"],
+        number(best["score"]),
+        best.get("label") or "",
+        best.get("error") or "",
+        evidence if isinstance(evidence, str) else evidence_text(evidence),
+        faces,  # type: ignore[arg-type]
+        box(best.get("box")),
+        best.get("model") or "",
+    )
+
+
+Explainer = Callable[[Entry], Image.Image | None]
+
+
+def write_html(
+    target: Path,
+    entries: list[Entry],
+    facts: list[tuple[str, str]],
+    *,
+    explain: Explainer | None = None,
+    explain_count: int = 0,
+) -> None:
+    """Write the report page and its thumbnails; ``explain`` draws heat maps for the most suspicious entries."""
+    scored = sorted((e for e in entries if e.score is not None), key=lambda e: -(e.score or 0.0))
+    failed = [e for e in entries if e.score is None]
+    assets = target.with_name(f"{target.stem}_files")
+    assets.mkdir(exist_ok=True)
+    files = []
+    for index, entry in enumerate(scored):
+        thumb = _thumbnail(entry, assets / f"{index:06d}.jpg")
+        heat = None
+        if explain is not None and index < explain_count:
+            picture = explain(entry)
+            if picture is not None:
+                picture.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR).save(
+                    assets / f"{index:06d}.heat.jpg", quality=85
+                )
+                heat = f"{assets.name}/{index:06d}.heat.jpg"
+        files.append(
+            {
+                "path": entry.path,
+                "score": round(entry.score or 0.0, 6),
+                "label": entry.label,
+                "evidence": entry.evidence,
+                "faces": len(entry.faces),
+                "thumb": f"{assets.name}/{thumb.name}" if thumb else None,
+                "heat": heat,
+            }
+        )
+    errors = [{"path": e.path, "error": e.error, "label": e.label, "evidence": e.evidence} for e in failed]
+    data = {"files": files, "errors": errors}
+    page = PAGE.format(
+        title=html.escape(f"deepscan report: {len(entries)} files"),
+        facts="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts),
+        histogram=_histogram([f["score"] for f in files]),
+        data=json.dumps(data).replace("</", "<\\/"),
+        script=SCRIPT,
+        style=STYLE,
+    )
+    write_atomically(target, page)
+
+
+def _thumbnail(entry: Entry, destination: Path) -> Path | None:
+    """A small JPEG of the file with its face boxes drawn; None when it cannot be read."""
+
+    def draw(image: Image.Image, original: tuple[int, int]) -> Image.Image:
+        image = image.copy()
+        image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        scale = image.width / original[0]
+        pen = ImageDraw.Draw(image)
+        for box, score in entry.faces:
+            x, y, w, h = (v * scale for v in box)
+            colour = (230, 40, 40) if box == entry.explain_box else (250, 200, 40)
+            pen.rectangle((x, y, x + w, y + h), outline=colour, width=2)
+            if score is not None:
+                pen.text((x + 2, y + 2), f"{score:.2f}", fill=colour)
+        return image
+
+    try:
+        open_image(entry.path, (THUMB_SIDE, THUMB_SIDE), draw).save(destination, quality=80)
+    except (ImageError, OSError):
+        return None
+    return destination
+
+
+def _histogram(scores: list[float]) -> str:
+    """The score distribution as an inline SVG bar chart."""
+    counts = [0] * HISTOGRAM_BINS
+    for score in scores:
+        counts[min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+    top = max(counts) or 1
+    width, height, bar = 400, 120, 400 / HISTOGRAM_BINS
+    bars = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - 100 * c / top:.1f}" width="{bar - 2:.1f}" height="{100 * c / top:.1f}">'
+        f"<title>{i / HISTOGRAM_BINS:.2f}-{(i + 1) / HISTOGRAM_BINS:.2f}: {c} files</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    return (
+        f'<svg id="histogram" viewBox="0 0 {width} {height + 16}" width="{width}" height="{height + 16}" '
+        f'role="img" aria-label="score histogram">{bars}'
+        f'<text x="0" y="{height + 14}">0 (real)</text><text x="{width - 60}" y="{height + 14}">1 (fake)</text></svg>'
+    )
+
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+table.facts th{text-align:left;padding-right:16px;font-weight:600}
+#histogram rect{fill:#4a7bd0}#histogram text{font-size:11px;fill:#555}
+.controls{margin:16px 0;display:flex;gap:12px;align-items:center;flex-wrap:wrap}
+.controls input{width:320px;padding:4px}
+#files{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
+.card.fake{border-color:#d33}
+.card img{width:100%;max-width:200px;display:block;margin:auto;border-radius:4px}
+.pics{display:flex;gap:4px}.pics img{width:50%}
+.bar{height:8px;background:#eee;border-radius:4px;margin:6px 0}
+.bar span{display:block;height:8px;border-radius:4px;background:#3a3}
+.fake .bar span{background:#d33}
+.label{font-weight:700;text-transform:uppercase;font-size:12px}.fake .label{color:#d33}
+.path{word-break:break-all;font-size:12px;color:#333}.evidence{font-size:12px;color:#7a4b00}
+.noimg{height:120px;display:flex;align-items:center;justify-content:center;color:#999;background:#f0f0f0}
+#errors td{padding:2px 12px 2px 0;font-size:12px;word-break:break-all}
+"""
+
+SCRIPT = """
+(function () {
+  const data = JSON.parse(document.getElementById('data').textContent);
+  const pageSize = 100;
+  const params = new URLSearchParams(location.search);
+  const state = {filter: params.get('filter') || 'all', query: params.get('q') || '', page: 0};
+  const filterBox = document.getElementById('filter'), searchBox = document.getElementById('search');
+  filterBox.value = state.filter; searchBox.value = state.query;
+
+  function matches(item) {
+    return (state.filter === 'all' || item.label === state.filter) &&
+      item.path.toLowerCase().includes(state.query.toLowerCase());
+  }
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function card(item) {
+    const box = el('div', 'card ' + item.label);
+    box.dataset.path = item.path;
+    const pics = el('div', 'pics');
+    if (item.thumb) {
+      const img = el('img'); img.loading = 'lazy'; img.src = item.thumb; img.alt = 'thumbnail'; pics.append(img);
+    } else pics.append(el('div', 'noimg', 'no thumbnail'));
+    if (item.heat) {
+      const heat = el('img', 'heat'); heat.src = item.heat; heat.alt = 'heat map';
+      heat.title = 'Grad-CAM: where the score came from'; pics.append(heat);
+    }
+    const bar = el('div', 'bar'), fill = el('span');
+    fill.style.width = (100 * item.score).toFixed(1) + '%'; bar.append(fill);
+    box.append(pics, bar, el('span', 'label', item.label), el('span', 'score', ' ' + item.score.toFixed(3)));
+    if (item.faces) box.append(el('span', 'faces', ' (' + item.faces + (item.faces === 1 ? ' face)' : ' faces)')));
+    box.append(el('div', 'path', item.path));
+    if (item.evidence) box.append(el('div', 'evidence', item.evidence));
+    return box;
+  }
+  function render() {
+    const shown = data.files.filter(matches);
+    const pages = Math.max(1, Math.ceil(shown.length / pageSize));
+    state.page = Math.min(state.page, pages - 1);
+    const list = document.getElementById('files');
+    list.replaceChildren(...shown.slice(state.page * pageSize, (state.page + 1) * pageSize).map(card));
+    document.getElementById('count').textContent = shown.length + ' of ' + data.files.length + ' scored files';
+    document.getElementById('page').textContent = 'page ' + (state.page + 1) + ' of ' + pages;
+    document.getElementById('prev').disabled = state.page === 0;
+    document.getElementById('next').disabled = state.page >= pages - 1;
+    const rows = data.errors.filter(item => item.path.toLowerCase().includes(state.query.toLowerCase()));
+    document.getElementById('errors').replaceChildren(...rows.map(item => {
+      const tr = el('tr'); tr.append(el('td', 'path', item.path), el('td', '', item.error)); return tr;
+    }));
+    document.getElementById('error-count').textContent = rows.length;
+  }
+  filterBox.addEventListener('change', () => {
+    state.filter = filterBox.value; state.page = 0; render();
+  });
+  searchBox.addEventListener('input', () => {
+    state.query = searchBox.value; state.page = 0; render();
+  });
+  for (const [id, step] of [['prev', -1], ['next', 1]]) {
+    document.getElementById(id).addEventListener('click', () => {
+      state.page += step; render(); window.scrollTo(0, 0);
+    });
+  }
+  render();
+})();
+"""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{style}</style></head>
+<body>
+<h1>{title}</h1>
+<table class="facts">{facts}</table>
+<h2>Scores</h2>
+{histogram}
+<div class="controls">
+  <label>Show <select id="filter"><option value="all">all</option><option value="fake">fake</option>
+  <option value="real">real</option></select></label>
+  <input id="search" type="search" placeholder="search by path">
+  <button id="prev">previous</button><span id="page"></span><button id="next">next</button>
+  <span id="count"></span>
+</div>
+<div id="files"></div>
+<h2>Could not be scored (<span id="error-count"></span>)</h2>
+<table id="errors"></table>
+<script type="application/json" id="data">{data}</script>
+<script>{script}</script>
+</body></html>
+"""
