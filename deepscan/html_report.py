@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import csv
 import html
-import io
+import itertools
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from PIL import Image, ImageDraw
 from deepscan.errors import OutputError
 from deepscan.evidence import evidence_text
 from deepscan.pipeline import ImageError, open_image
-from deepscan.report import OutputFormat, choose_format, write_atomically
+from deepscan.report import OutputFormat, atomic_file, choose_format, resolved
 
 THUMB_SIDE = 200
 HISTOGRAM_BINS = 20
@@ -42,6 +45,54 @@ class Entry:
     faces: list[tuple[list[int], float | None]] = field(default_factory=list)  # (box, score) of each face
     explain_box: list[int] | None = None  # face mode: the face the verdict came from (its crop is explained)
     model: str = ""
+
+
+class EntryStore:
+    """Entries kept on disk (SQLite in a temporary folder), so a report's memory does not grow with its rows.
+
+    Counts and the score histogram are kept as entries arrive; ``scored``
+    reads them back most suspicious first.
+    """
+
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="deepscan-report-")
+        self._db = sqlite3.connect(Path(self._folder.name) / "entries.db")
+        self._db.execute("CREATE TABLE entries (score REAL, entry TEXT NOT NULL)")
+        self.labels: Counter[str] = Counter()
+        self.histogram = [0] * HISTOGRAM_BINS
+        self.count = 0
+        self.models: set[str] = set()  # the model names the entries carry
+        self.faces = False  # whether some entry's verdict is a face
+
+    def add(self, entry: Entry) -> None:
+        self.count += 1
+        self.labels[entry.label or "error"] += 1
+        self.models.add(entry.model.split("@")[0])
+        self.faces |= entry.explain_box is not None
+        if entry.score is not None:
+            self.histogram[min(int(entry.score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+        self._db.execute("INSERT INTO entries VALUES (?, ?)", (entry.score, json.dumps(asdict(entry))))
+
+    def scored(self) -> Iterator[Entry]:
+        """Scored entries, most suspicious first."""
+        yield from self._read("SELECT entry FROM entries WHERE score IS NOT NULL ORDER BY score DESC, rowid")
+
+    def failed(self) -> Iterator[Entry]:
+        yield from self._read("SELECT entry FROM entries WHERE score IS NULL ORDER BY rowid")
+
+    def _read(self, query: str) -> Iterator[Entry]:
+        for (text,) in self._db.execute(query):
+            yield Entry(**json.loads(text))
+
+    def close(self) -> None:
+        self._db.close()
+        self._folder.cleanup()
+
+    def __enter__(self) -> EntryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def entries_from_records(files: Iterable[Any]) -> list[Entry]:
@@ -66,22 +117,20 @@ def entries_from_records(files: Iterable[Any]) -> list[Entry]:
     return entries
 
 
-def entries_from_report(path: Path) -> list[Entry]:
-    """Entries from a report deepscan wrote (CSV, JSON or JSON Lines): rows of one file are grouped."""
+def entries_from_report(path: Path) -> Iterator[Entry]:
+    """Entries from a report deepscan wrote (CSV, JSON or JSON Lines); the rows of one file, which are
+    consecutive in deepscan's reports, make one entry."""
     fmt = choose_format(path, None)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            text = handle.read()
-        if fmt is OutputFormat.csv:
-            rows: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
-        elif fmt is OutputFormat.json:
-            rows = json.loads(text)
-        else:
-            rows = [json.loads(line) for line in text.split("\n") if line.strip()]
-        by_path: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_path.setdefault(row["path"], []).append(row)
-        return [_entry(path_rows) for path_rows in by_path.values()]
+            if fmt is OutputFormat.csv:
+                rows: Iterable[dict[str, Any]] = csv.DictReader(handle)
+            elif fmt is OutputFormat.json:
+                rows = json.load(handle)
+            else:
+                rows = (json.loads(line) for line in handle if line.strip())
+            for _, group in itertools.groupby(rows, key=lambda row: row["path"]):
+                yield _entry(list(group))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise OutputError(f"cannot read {path}: not a deepscan {fmt.value} report ({err})") from None
 
@@ -115,50 +164,59 @@ Explainer = Callable[[Entry], Image.Image | None]
 
 def write_html(
     target: Path,
-    entries: list[Entry],
+    store: EntryStore,
     facts: list[tuple[str, str]],
     *,
     explain: Explainer | None = None,
     explain_count: int = 0,
 ) -> None:
-    """Write the report page and its thumbnails; ``explain`` draws heat maps for the most suspicious entries."""
-    scored = sorted((e for e in entries if e.score is not None), key=lambda e: -(e.score or 0.0))
-    failed = [e for e in entries if e.score is None]
+    """Write the report page and its thumbnails in one streaming pass; heat maps for the most suspicious files."""
     assets = target.with_name(f"{target.stem}_files")
     assets.mkdir(exist_ok=True)
-    files = []
-    for index, entry in enumerate(scored):
-        thumb = _thumbnail(entry, assets / f"{index:06d}.jpg")
-        heat = None
-        if explain is not None and index < explain_count:
-            picture = explain(entry)
-            if picture is not None:
-                picture.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR).save(
-                    assets / f"{index:06d}.heat.jpg", quality=85
-                )
-                heat = f"{assets.name}/{index:06d}.heat.jpg"
-        files.append(
-            {
+    title = html.escape(f"deepscan report: {store.count} files")
+    head, tail = PAGE.split("{data}")
+    with atomic_file(resolved(target)) as page:
+        page.write(
+            head.format(
+                title=title,
+                facts="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts),
+                histogram=_histogram(store.histogram),
+                style=STYLE,
+            )
+        )
+        page.write('{"files": [')
+        for index, entry in enumerate(store.scored()):
+            heat = _heat_map(entry, assets / f"{index:06d}.heat.jpg", explain) if index < explain_count else None
+            thumb = _thumbnail(entry, assets / f"{index:06d}.jpg")
+            item = {
                 "path": entry.path,
                 "score": round(entry.score or 0.0, 6),
                 "label": entry.label,
                 "evidence": entry.evidence,
                 "faces": len(entry.faces),
-                "thumb": f"{assets.name}/{thumb.name}" if thumb else None,
-                "heat": heat,
+                "thumb": thumb and f"{assets.name}/{thumb.name}",
+                "heat": heat and f"{assets.name}/{heat.name}",
             }
-        )
-    errors = [{"path": e.path, "error": e.error, "label": e.label, "evidence": e.evidence} for e in failed]
-    data = {"files": files, "errors": errors}
-    page = PAGE.format(
-        title=html.escape(f"deepscan report: {len(entries)} files"),
-        facts="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts),
-        histogram=_histogram([f["score"] for f in files]),
-        data=json.dumps(data).replace("</", "<\\/"),
-        script=SCRIPT,
-        style=STYLE,
-    )
-    write_atomically(target, page)
+            page.write(("," if index else "") + _script_json(item))
+        page.write('], "errors": [')
+        for index, entry in enumerate(store.failed()):
+            item = {"path": entry.path, "error": entry.error, "label": entry.label, "evidence": entry.evidence}
+            page.write(("," if index else "") + _script_json(item))
+        page.write("]}")
+        page.write(tail.format(script=SCRIPT))
+
+
+def _script_json(item: dict[str, Any]) -> str:
+    """JSON safe inside a <script> element (no '</' that could close it)."""
+    return json.dumps(item).replace("</", "<\\/")
+
+
+def _heat_map(entry: Entry, destination: Path, explain: Explainer | None) -> Path | None:
+    picture = explain(entry) if explain is not None else None
+    if picture is None:
+        return None
+    picture.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR).save(destination, quality=85)
+    return destination
 
 
 def _thumbnail(entry: Entry, destination: Path) -> Path | None:
@@ -184,11 +242,8 @@ def _thumbnail(entry: Entry, destination: Path) -> Path | None:
     return destination
 
 
-def _histogram(scores: list[float]) -> str:
+def _histogram(counts: list[int]) -> str:
     """The score distribution as an inline SVG bar chart."""
-    counts = [0] * HISTOGRAM_BINS
-    for score in scores:
-        counts[min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
     top = max(counts) or 1
     width, height, bar = 400, 120, 400 / HISTOGRAM_BINS
     bars = "".join(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -33,24 +32,22 @@ def report_command(
     """
     from deepscan.explain import explainer
     from deepscan.faces import FaceSettings
-    from deepscan.html_report import entries_from_report, write_html
+    from deepscan.html_report import EntryStore, entries_from_report, write_html
     from deepscan.job import ScanSettings, scan_models
 
     check_destination(html)
-    entries = entries_from_report(results)
-    labels = Counter(entry.label or "error" for entry in entries)
-    facts = [
-        ("from report", str(results)),
-        ("files", str(len(entries))),
-        ("scored", str(sum(entry.score is not None for entry in entries))),
-        ("real", str(labels["real"])),
-        ("fake", str(labels["fake"])),
-        ("errors", str(sum(bool(entry.error) for entry in entries))),
-        *(("model", name) for name in sorted({entry.model.split("@")[0] for entry in entries if entry.model})),
-    ]
-    heat = None
-    if explain:
-        faces = FaceSettings(margin=face_margin) if any(entry.explain_box for entry in entries) else None
-        settings = ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False)
-        heat = explainer(scan_models(settings), face_margin)
-    write_html(html, entries, facts, explain=heat, explain_count=explain)
+    with EntryStore() as store:
+        for entry in entries_from_report(results):
+            store.add(entry)
+        facts = [
+            ("from report", str(results)),
+            ("files", str(store.count)),
+            *((name, str(store.labels[name])) for name in ("real", "fake", "error")),
+            *(("model", name) for name in sorted(store.models - {""})),
+        ]
+        heat = None
+        if explain:
+            faces = FaceSettings(margin=face_margin) if store.faces else None
+            settings = ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False)
+            heat = explainer(scan_models(settings), face_margin)
+        write_html(html, store, facts, explain=heat, explain_count=explain)

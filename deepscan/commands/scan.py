@@ -31,7 +31,7 @@ from deepscan.commands.options import (
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.explain import explainer
-from deepscan.html_report import Entry, entries_from_records, write_html
+from deepscan.html_report import EntryStore, entries_from_records, write_html
 from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, resume_marker
 from deepscan.report import (
     OutputFormat,
@@ -240,15 +240,16 @@ def scan_command(
             return code
 
         columns = report_columns(faces, settings.columns, evidence)
-        entries: list[Entry] = []
+        store = EntryStore() if html is not None else None
         try:
             with open_report(out, fmt, columns, interrupted_to=interrupted_to) as report, progress:
                 try:
                     for files in job.run(images):
                         for scanned in files:
                             _write(report, scanned, summary)
-                        if html is not None:
-                            entries += entries_from_records(files)
+                        if store is not None:
+                            for entry in entries_from_records(files):
+                                store.add(entry)
                         report.flush()
                         progress.advance(task, len(files))
                 except INTERRUPTS:
@@ -265,10 +266,11 @@ def scan_command(
         if to_file:
             for leftover in (partial_path(out), resume_marker(out), resume_marker(partial_path(out))):
                 leftover.unlink(missing_ok=True)  # superseded by the finished report
-        if html is not None:
+        if store is not None and html is not None:
             summary.device = job.device
             heat = explainer(job.models, face_margin) if explain else None
-            write_html(html, entries, summary.facts(), explain=heat, explain_count=explain)
+            with store:
+                write_html(html, store, summary.facts(), explain=heat, explain_count=explain)
         return finish(interrupted=False)
 
 
