@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run import generate  # bench/run.py: the same generated files
 
 from deepscan.explain import GradCam, explain_input
-from deepscan.html_report import Entry, _thumbnail
+from deepscan.html_report import Entry, thumbnail
 from deepscan.model import load_model, packaged_model
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     paths = generate(work / "crops", args.count, {"crop256": 1.0})
     started = time.perf_counter()
     for index, path in enumerate(paths):
-        _thumbnail(Entry(path, 0.5, "real"), work / f"{index}.jpg")
+        thumbnail(Entry(path, 0.5, "real"), work / f"{index}.jpg")
     print(f"thumbnail: {1000 * (time.perf_counter() - started) / len(paths):.1f} ms per image")
     for faces in (False, True):
         detector = load_model(packaged_model(faces))

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
@@ -28,6 +28,9 @@ from deepscan.errors import OutputError
 from deepscan.evidence import evidence_text
 from deepscan.pipeline import ImageError, open_image
 from deepscan.report import OutputFormat, atomic_file, choose_format, resolved
+
+if TYPE_CHECKING:
+    from deepscan.job import ScannedFile
 
 THUMB_SIDE = 200
 HISTOGRAM_BINS = 20
@@ -95,8 +98,8 @@ class EntryStore:
         self.close()
 
 
-def entries_from_records(files: Iterable[Any]) -> list[Entry]:
-    """Entries from a scan job's finished files (ScannedFile)."""
+def entries_from_records(files: Iterable[ScannedFile]) -> list[Entry]:
+    """Entries from a scan job's finished files."""
     entries = []
     for scanned in files:
         verdict = scanned.verdict
@@ -187,7 +190,7 @@ def write_html(
         page.write('{"files": [')
         for index, entry in enumerate(store.scored()):
             heat = _heat_map(entry, assets / f"{index:06d}.heat.jpg", explain) if index < explain_count else None
-            thumb = _thumbnail(entry, assets / f"{index:06d}.jpg")
+            thumb = thumbnail(entry, assets / f"{index:06d}.jpg")
             item = {
                 "path": entry.path,
                 "score": round(entry.score or 0.0, 6),
@@ -219,7 +222,7 @@ def _heat_map(entry: Entry, destination: Path, explain: Explainer | None) -> Pat
     return destination
 
 
-def _thumbnail(entry: Entry, destination: Path) -> Path | None:
+def thumbnail(entry: Entry, destination: Path) -> Path | None:
     """A small JPEG of the file with its face boxes drawn; None when it cannot be read."""
 
     def draw(image: Image.Image, original: tuple[int, int]) -> Image.Image:
