@@ -10,9 +10,7 @@ streaming pass, one image in memory at a time.
 
 from __future__ import annotations
 
-import csv
 import html
-import itertools
 import json
 import sqlite3
 import tempfile
@@ -24,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
-from deepscan.errors import OutputError
 from deepscan.evidence import evidence_text
 from deepscan.pipeline import ImageError, open_image
-from deepscan.report import OutputFormat, atomic_file, choose_format, resolved
+from deepscan.record import Record
+from deepscan.report import atomic_file, report_files, resolved
 
 if TYPE_CHECKING:
     from deepscan.job import ScannedFile
@@ -100,65 +98,30 @@ class EntryStore:
 
 def entries_from_records(files: Iterable[ScannedFile]) -> list[Entry]:
     """Entries from a scan job's finished files."""
-    entries = []
-    for scanned in files:
-        verdict = scanned.verdict
-        faces = [(list(r.box), r.score) for r in scanned.records if r.box is not None]
-        evidence = verdict.columns.get("evidence") or []
-        entries.append(
-            Entry(
-                scanned.path,
-                verdict.score,
-                verdict.label,
-                verdict.error,
-                evidence_text(evidence),
-                faces,
-                list(verdict.box) if verdict.box is not None else None,
-                verdict.model,
-            )
-        )
-    return entries
+    return [_entry(scanned.records, evidence_text(scanned.verdict.columns.get("evidence") or [])) for scanned in files]
 
 
 def entries_from_report(path: Path) -> Iterator[Entry]:
-    """Entries from a report deepscan wrote (CSV, JSON or JSON Lines); the rows of one file, which are
-    consecutive in deepscan's reports, make one entry."""
-    fmt = choose_format(path, None)
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            if fmt is OutputFormat.csv:
-                rows: Iterable[dict[str, Any]] = csv.DictReader(handle)
-            elif fmt is OutputFormat.json:
-                rows = json.load(handle)
-            else:
-                rows = (json.loads(line) for line in handle if line.strip())
-            for _, group in itertools.groupby(rows, key=lambda row: row["path"]):
-                yield _entry(list(group))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise OutputError(f"cannot read {path}: not a deepscan {fmt.value} report ({err})") from None
+    """Entries from a report deepscan wrote (CSV, JSON or JSON Lines), streamed."""
+    for group in report_files(path):
+        evidence = group[0][1].get("evidence") or ""
+        yield _entry(
+            [record for record, _ in group], evidence if isinstance(evidence, str) else evidence_text(evidence)
+        )
 
 
-def _entry(rows: list[dict[str, Any]]) -> Entry:
-    def number(value: Any) -> float | None:
-        return None if value in ("", None) else float(value)
-
-    def box(value: Any) -> list[int] | None:
-        if value in ("", None):
-            return None
-        return [int(v) for v in value.split(",")] if isinstance(value, str) else [int(v) for v in value]
-
-    best = max(rows, key=lambda row: -1.0 if number(row["score"]) is None else number(row["score"]))
-    evidence = best.get("evidence") or ""
-    faces = [(box(row.get("box")), number(row["score"])) for row in rows if box(row.get("box"))]
+def _entry(records: list[Record], evidence: str) -> Entry:
+    """A file's entry: its verdict (the most suspicious of its records), evidence and face boxes."""
+    verdict = max(records, key=lambda record: -1.0 if record.score is None else record.score)
     return Entry(
-        best["path"],
-        number(best["score"]),
-        best.get("label") or "",
-        best.get("error") or "",
-        evidence if isinstance(evidence, str) else evidence_text(evidence),
-        faces,  # type: ignore[arg-type]
-        box(best.get("box")),
-        best.get("model") or "",
+        verdict.path,
+        verdict.score,
+        verdict.label,
+        verdict.error,
+        evidence,
+        [(list(record.box), record.score) for record in records if record.box is not None],
+        list(verdict.box) if verdict.box is not None else None,
+        verdict.model,
     )
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
+import itertools
 import json
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from enum import Enum
 from pathlib import Path
@@ -186,23 +186,30 @@ class Report:
 
 def read_report(path: Path, fmt: OutputFormat | None = None) -> dict[str, list[Record]]:
     """The records of a report deepscan wrote, by path (to resume an interrupted scan)."""
+    records: dict[str, list[Record]] = {}
+    for group in report_files(path, fmt):
+        records.setdefault(group[0][0].path, []).extend(record for record, _ in group)
+    return records
+
+
+def report_files(path: Path, fmt: OutputFormat | None = None) -> Iterator[list[tuple[Record, dict[str, Any]]]]:
+    """A report's rows as (Record, raw values), grouped by file (a file's rows are consecutive), streamed.
+
+    The raw values keep what a Record does not (the evidence column, as text in CSV).
+    """
     fmt = fmt or choose_format(path, None)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            text = handle.read()
-        if fmt is OutputFormat.csv:
-            rows: list[dict[str, Any]] = list(csv.DictReader(io.StringIO(text)))
-        elif fmt is OutputFormat.json:
-            rows = json.loads(text)
-        else:
-            rows = [json.loads(line) for line in text.split("\n") if line.strip()]
-        records: dict[str, list[Record]] = {}
-        for values in rows:
-            record = _parsed(values)
-            records.setdefault(record.path, []).append(record)
-        return records
+            if fmt is OutputFormat.csv:
+                rows: Iterable[dict[str, Any]] = csv.DictReader(handle)
+            elif fmt is OutputFormat.json:
+                rows = json.load(handle)
+            else:
+                rows = (json.loads(line) for line in handle if line.strip())
+            for _, group in itertools.groupby(((_parsed(values), values) for values in rows), lambda row: row[0].path):
+                yield list(group)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise OutputError(f"cannot resume from {path}: not a deepscan {fmt.value} report ({err})") from None
+        raise OutputError(f"cannot read {path}: not a deepscan {fmt.value} report ({err})") from None
 
 
 def _parsed(values: dict[str, Any]) -> Record:
