@@ -135,8 +135,12 @@ def write_html(
     *,
     explain: Explainer | None = None,
     explain_count: int = 0,
+    threshold: float | None = None,
 ) -> None:
-    """Write the report page and its thumbnails in one streaming pass; heat maps for the most suspicious files."""
+    """Write the report page and its thumbnails in one streaming pass; heat maps for the most suspicious files.
+
+    ``threshold``, when known, is marked on the histogram.
+    """
     assets = target.with_name(f"{target.stem}_files")
     assets.mkdir(exist_ok=True)
     title = html.escape(f"deepscan report: {store.count} files")
@@ -146,7 +150,7 @@ def write_html(
             head.format(
                 title=title,
                 facts="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts),
-                histogram=_histogram(store.histogram),
+                histogram=_histogram(store.histogram, threshold),
                 style=STYLE,
             )
         )
@@ -208,8 +212,8 @@ def thumbnail(entry: Entry, destination: Path) -> Path | None:
     return destination
 
 
-def _histogram(counts: list[int]) -> str:
-    """The score distribution as an inline SVG bar chart."""
+def _histogram(counts: list[int], threshold: float | None = None) -> str:
+    """The score distribution as an inline SVG bar chart, with the threshold as a dashed line."""
     top = max(counts) or 1
     width, height, bar = 400, 120, 400 / HISTOGRAM_BINS
     bars = "".join(
@@ -217,6 +221,12 @@ def _histogram(counts: list[int]) -> str:
         f"<title>{i / HISTOGRAM_BINS:.2f}-{(i + 1) / HISTOGRAM_BINS:.2f}: {c} files</title></rect>"
         for i, c in enumerate(counts)
     )
+    if threshold is not None:
+        x = threshold * width
+        bars += (
+            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" class="threshold"/>'
+            f'<text x="{min(x + 3, width - 90):.1f}" y="10">threshold {threshold:.3f}</text>'
+        )
     return (
         f'<svg id="histogram" viewBox="0 0 {width} {height + 16}" width="{width}" height="{height + 16}" '
         f'role="img" aria-label="score histogram">{bars}'
@@ -229,6 +239,7 @@ body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 table.facts th{text-align:left;padding-right:16px;font-weight:600}
 #histogram rect{fill:#4a7bd0}#histogram text{font-size:11px;fill:#555}
+#histogram .threshold{stroke:#d33;stroke-width:1.5;stroke-dasharray:4 3}
 .controls{margin:16px 0;display:flex;gap:12px;align-items:center;flex-wrap:wrap}
 .controls input{width:320px;padding:4px}
 #files{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}

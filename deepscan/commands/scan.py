@@ -270,7 +270,8 @@ def scan_command(
             summary.device = job.device
             heat = explainer(job.models, face_margin) if explain else None
             with store:
-                write_html(html, store, summary.facts(), explain=heat, explain_count=explain)
+                cut = job.models[0].threshold
+                write_html(html, store, summary.facts(), explain=heat, explain_count=explain, threshold=cut)
         return finish(interrupted=False)
 
 
