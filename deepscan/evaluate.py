@@ -161,6 +161,18 @@ def score_labelled(paths: list[str], labels: list[int], job: ScanJob) -> ScoredS
     )
 
 
+def subset(scored: ScoredSet, paths: set[str]) -> ScoredSet:
+    """The part of a scored set whose files are in ``paths`` (one source of several).
+
+    Every file is either scored or unreadable, so the source's unreadable files are those not scored.
+    """
+    keep = np.array([path in paths for path in scored.paths], bool)
+    fake = None if scored.fake is None else scored.fake[keep]
+    kept_paths = [path for path, chosen in zip(scored.paths, keep, strict=True) if chosen]
+    unreadable = len(paths) - len(kept_paths)
+    return ScoredSet(scored.scores[keep], scored.labels[keep], unreadable, scored.seconds, kept_paths, fake)
+
+
 def misclassified(scored: ScoredSet, threshold: float, count: int) -> list[tuple[str, str, float]]:
     """The ``count`` files labelled wrongly, most confidently wrong first: (path, true class, score)."""
     fake = scored.fake if scored.fake is not None else scored.scores >= threshold

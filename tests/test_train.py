@@ -210,3 +210,21 @@ def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_pa
     monkeypatch.setattr(deepscan.train, "train", chance)
     code, _, err = cli("train", data, "--out", tmp_path / "m.keras")
     assert code == ExitCode.OK and "no better than chance" in " ".join(err.split())
+
+
+def test_evaluate_reports_each_source_and_pooled(cli, trained: Path, data: Path, tmp_path: Path):
+    second = make_dataset(tmp_path / "second", per_class=6, seed=3)
+    code, out, _ = cli("evaluate", data, second, "--model", trained, "--format", "json")
+    figures = json.loads(out)
+    assert code == 0 and set(figures["sources"]) == {str(data), str(second)}
+    cards = figures["sources"]
+    assert cards[str(data)]["images"] + cards[str(second)]["images"] == figures["images"]
+    assert cards[str(data)]["unreadable"] == figures["unreadable"] == 1 and cards[str(second)]["unreadable"] == 0
+    _, scanned, _ = cli("scan", second, "--model", trained, "-q", "--format", "jsonl")
+    rows = [json.loads(line) for line in scanned.splitlines()]
+    fakes_flagged = sum(r["label"] == "fake" and Path(r["path"]).parent.name == "fake" for r in rows)
+    reals_flagged = sum(r["label"] == "fake" and Path(r["path"]).parent.name == "real" for r in rows)
+    assert cards[str(second)]["confusion"]["fake"]["fake"] == fakes_flagged
+    assert cards[str(second)]["confusion"]["real"]["fake"] == reals_flagged
+    code, out, _ = cli("evaluate", data, second, "--model", trained)
+    assert code == 0 and "per source" in out and "(pooled)" in " ".join(out.split())

@@ -36,10 +36,14 @@ class CardFormat(str, Enum):
 
 
 def evaluate_command(
-    data_dir: Annotated[
-        Path,
+    data_dirs: Annotated[
+        list[Path],
         typer.Argument(
-            metavar="DATA_DIR", exists=True, file_okay=False, help="Folder holding real/ and fake/.", show_default=False
+            metavar="DATA_DIR",
+            exists=True,
+            file_okay=False,
+            help="Folders holding real/ and fake/; with several, each is reported apart and pooled.",
+            show_default=False,
         ),
     ],
     model: ModelOption = None,
@@ -73,7 +77,15 @@ def evaluate_command(
 
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
     """
-    from deepscan.evaluate import labelled_images, misclassified, plot_card, report_card, robustness, score_labelled
+    from deepscan.evaluate import (
+        labelled_images,
+        misclassified,
+        plot_card,
+        report_card,
+        robustness,
+        score_labelled,
+        subset,
+    )
     from deepscan.job import ScanJob, ScanSettings
     from deepscan.report import check_destination, write_atomically
 
@@ -89,14 +101,22 @@ def evaluate_command(
         faces=face_settings(faces, min_face_size, max_faces, face_margin),
         evidence=False,  # evaluate measures the model: metadata would label files without it
     )
-    paths, labels = labelled_images(str(data_dir))
+    sources = {str(folder): labelled_images(str(folder)) for folder in data_dirs}
+    paths = [path for found, _ in sources.values() for path in found]
+    labels = [label for _, found in sources.values() for label in found]
     with ScanJob(settings) as job:
         primary = job.models[0]
         scored = score_labelled(paths, labels, job)
         table = robustness(paths, labels, primary, batch_size) if robust else []  # the model loaded once
     card = report_card(scored, primary.threshold)
     wrong = misclassified(scored, primary.threshold, errors)
-    figures = {"model": str(primary.path), "data": str(data_dir), "faces": faces, **card.to_dict()}
+    data = ", ".join(sources)
+    figures = {"model": str(primary.path), "data": data, "faces": faces, **card.to_dict()}
+    per_source = {
+        name: report_card(subset(scored, set(found)), primary.threshold) for name, (found, _) in sources.items()
+    }
+    if len(sources) > 1:
+        figures["sources"] = {name: source_card.to_dict() for name, source_card in per_source.items()}
     if robust:
         figures["robustness"] = [asdict(row) for row in table]
     if errors:
@@ -110,11 +130,30 @@ def evaluate_command(
         return
     console = Console()
     mode = " (each file by its most suspicious face)" if faces else ""
-    render_card(card, console, title=f"{primary.path.name} on {data_dir}{mode}")
+    render_card(card, console, title=f"{primary.path.name} on {data}{mode}" + (" (pooled)" if len(sources) > 1 else ""))
+    if len(sources) > 1:
+        render_sources(per_source, console)
     if table:
         render_robustness(table, console)
     if errors:
         render_misclassified(wrong, console)
+
+
+def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
+    """One line per source, so a regression on one cannot hide in the pooled figures."""
+    view = Table(title="per source", title_justify="left")
+    for column in ("source", "images", "ROC AUC", "accuracy", "balanced accuracy", "false-positive rate"):
+        view.add_column(column, justify="right" if column != "source" else "left")
+    for name, card in cards.items():
+        view.add_row(
+            name,
+            str(card.images),
+            f"{card.roc_auc:.4f}",
+            f"{card.accuracy:.4f}",
+            f"{card.balanced_accuracy:.4f}",
+            f"{card.false_positive_rate:.4f}",
+        )
+    console.print(view)
 
 
 def render_misclassified(wrong: list[tuple[str, str, float]], console: Console) -> None:
