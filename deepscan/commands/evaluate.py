@@ -142,8 +142,9 @@ def evaluate_command(
 def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
     """One line per source, so a regression on one cannot hide in the pooled figures."""
     view = Table(title="per source", title_justify="left")
-    for column in ("source", "images", "ROC AUC", "accuracy", "balanced accuracy", "false-positive rate"):
-        view.add_column(column, justify="right" if column != "source" else "left")
+    view.add_column("source", overflow="fold")
+    for column in ("images", "ROC AUC", "accuracy", "balanced accuracy", "false-positive rate"):
+        view.add_column(column, justify="right")
     for name, card in cards.items():
         view.add_row(
             name,
