@@ -38,11 +38,9 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     except ValueError:
         raise ReadError("invalid path: it contains a NUL byte") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ReadError(_folder_problem(path))
-        if not stat.S_ISREG(mode):
-            raise ReadError(f"not a regular file: {_kind(mode)}")
+        problem = _mode_problem(os.fstat(fd).st_mode, path)
+        if problem is not None:
+            raise ReadError(problem)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -63,11 +61,7 @@ def unreadable_reason(path: str | os.PathLike[str]) -> str | None:
         return describe_read_error(err, path)
     except ValueError:
         return "invalid path: it contains a NUL byte"
-    if stat.S_ISDIR(mode):
-        return _folder_problem(path)
-    if not stat.S_ISREG(mode):
-        return f"not a regular file: {_kind(mode)}"
-    return None
+    return _mode_problem(mode, path)
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -105,6 +99,15 @@ def describe_read_error(err: OSError, path: str | os.PathLike[str] | None = None
         except OSError:
             pass
     return f"cannot read file: {err.strerror or err}"
+
+
+def _mode_problem(mode: int, path: str | os.PathLike[str]) -> str | None:
+    """Why a file of this mode cannot be read as an image (None: a regular file)."""
+    if stat.S_ISDIR(mode):
+        return _folder_problem(path)
+    if not stat.S_ISREG(mode):
+        return f"not a regular file: {_kind(mode)}"
+    return None
 
 
 def _folder_problem(path: str | os.PathLike[str]) -> str:

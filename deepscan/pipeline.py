@@ -35,12 +35,10 @@ UNDECODABLE_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "EPS", "WMF", "MPEG", "
 
 def _register_optional_decoders() -> None:
     """HEIC/HEIF and JPEG XL, when their Pillow plugins are installed."""
-    try:
+    with contextlib.suppress(ImportError):
         from pillow_heif import register_heif_opener
 
         register_heif_opener()
-    except ImportError:
-        pass
     with contextlib.suppress(ImportError):
         import pillow_jxl  # noqa: F401  (registers itself)
 
