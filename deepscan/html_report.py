@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
-from deepscan.evidence import evidence_text
+from deepscan.evidence import EVIDENCE_COLUMN, evidence_text
 from deepscan.pipeline import ImageError, open_image
 from deepscan.record import Record
 from deepscan.report import atomic_file, report_files, resolved
@@ -98,13 +98,15 @@ class EntryStore:
 
 def entries_from_records(files: Iterable[ScannedFile]) -> list[Entry]:
     """Entries from a scan job's finished files."""
-    return [_entry(scanned.records, evidence_text(scanned.verdict.columns.get("evidence") or [])) for scanned in files]
+    return [
+        _entry(scanned.records, evidence_text(scanned.verdict.columns.get(EVIDENCE_COLUMN) or [])) for scanned in files
+    ]
 
 
 def entries_from_report(path: Path) -> Iterator[Entry]:
     """Entries from a report deepscan wrote (CSV, JSON or JSON Lines), streamed."""
     for group in report_files(path):
-        evidence = group[0][1].get("evidence") or ""
+        evidence = group[0][1].get(EVIDENCE_COLUMN) or ""
         yield _entry(
             [record for record, _ in group], evidence if isinstance(evidence, str) else evidence_text(evidence)
         )
