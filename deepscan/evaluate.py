@@ -33,6 +33,31 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
+def calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the gap between score and fake frequency, averaged over equal-width bins."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    if not len(scores):
+        return float("nan")
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.sum() * abs(scores[members].mean() - labels[members].mean())
+    return float(gap / len(scores))
+
+
+def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """The reliability diagram as rows: (mean score, fake frequency, images) per non-empty bin."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    return [
+        (float(scores[which == b].mean()), float(labels[which == b].mean()), int((which == b).sum()))
+        for b in range(bins)
+        if (which == b).any()
+    ]
+
+
 def choose_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float | None = None) -> float:
     """The threshold that maximises balanced accuracy, in one sorted sweep (O(n log n)).
 
@@ -71,6 +96,7 @@ class Evaluation:
     confusion: dict[str, dict[str, int]]  # confusion[true][predicted]
     per_class: dict[str, dict[str, float]]  # precision, recall, f1, support
     images_per_second: float
+    calibration_error: float  # expected calibration error of the scores as probabilities (ECE, 10 bins)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,12 +124,16 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, predicted: np.ndarra
     recalls = [per_class[name]["recall"] for name in CLASS_NAMES]
     return {
         "roc_auc": roc_auc(scores, labels),
+        "calibration_error": calibration_error(scores, labels),
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
         "balanced_accuracy": float(np.mean(recalls)),
         "false_positive_rate": 1.0 - per_class["real"]["recall"],
         "confusion": confusion,
         "per_class": per_class,
     }
+
+
+GROUP_PATTERN = r"^(v\d+)_"  # frames named v<video>_<frame>: one group per video when a folder is split
 
 
 def labelled_images(data_dir: str) -> tuple[list[str], list[int]]:

@@ -26,7 +26,7 @@ from deepscan.model import Detector
 from deepscan.pipeline import ImageError, ImageInput, Source, open_image, source_dataset
 from deepscan.record import Record
 from deepscan.report import write_atomically
-from deepscan.runtime import tensorflow
+from deepscan.runtime import device_name, tensorflow
 from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel
 
 DETECT_SIDE = 1024  # longest side of the image faces are detected and cropped in
@@ -168,6 +168,7 @@ class FaceScorer:
     settings: FaceSettings = FaceSettings()
     batch_size: int = DEFAULT_BATCH_SIZE
     save_crops: Path | None = None
+    _finder: FaceFinder | None = field(default=None, init=False, repr=False)
 
     @property
     def cache_key(self) -> str:
@@ -176,55 +177,63 @@ class FaceScorer:
     def models(self) -> list[ScanModel]:
         return [self.faces, self.whole]
 
+    @property
+    def device(self) -> str | None:
+        return device_name() if self.faces.loaded or self.whole.loaded else None
+
     def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
-        tf = tensorflow()
-        finder = FaceFinder(self.settings)
-        detector, whole = self.faces.detector(), self.whole.detector()
-        for chunk in _decoded_chunks(tf, sources, max(1, self.batch_size // 4)):
-            pending, images = [], []
-            for path, image in chunk:
-                pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
-                if not isinstance(image, str):
-                    images.append(image)
-            found = iter(finder.find(images))
-            face_crops: list[np.ndarray] = []
-            whole_crops: list[np.ndarray] = []
-            readable = iter(images)
-            for item in pending:
-                if item.error:
-                    continue
-                image, item.faces = next(readable), next(found)
-                if item.faces:
-                    face_crops += [finder.crop(image, face, detector.spec.image_size) for face in item.faces]
-                else:
-                    whole_crops.append(finder.crop(image, None, whole.spec.image_size))
-            face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
-            records: list[Record] = []
-            scored_crops: list[np.ndarray] = []
-            for item in pending:
-                if item.error:
-                    records.append(Record(item.path, error=item.error, model=self.faces.identity))
-                    continue
-                if not item.faces:
-                    crop, score = next(whole_scores)
-                    records.append(Record(item.path, score, model=self.whole.identity))
-                    scored_crops.append(crop)
-                for index, face in enumerate(item.faces):
-                    crop, score = next(face_scores)
-                    records.append(
-                        Record(
-                            item.path,
-                            score,
-                            model=self.faces.identity,
-                            face=index,
-                            box=face.box,
-                            face_confidence=face.confidence,
-                        )
+        for chunk in _decoded_chunks(tensorflow(), sources, max(1, self.batch_size // 4)):
+            yield self.score_decoded(chunk)
+
+    def score_decoded(self, chunk: list[tuple[str, WorkingImage | str]]) -> list[Record]:
+        """Records for decoded files (path, working image or error text), in order: detect, crop, score."""
+        if self._finder is None:
+            self._finder = FaceFinder(self.settings)
+        finder, detector, whole = self._finder, self.faces.detector(), self.whole.detector()
+        pending, images = [], []
+        for path, image in chunk:
+            pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
+            if not isinstance(image, str):
+                images.append(image)
+        found = iter(finder.find(images))
+        face_crops: list[np.ndarray] = []
+        whole_crops: list[np.ndarray] = []
+        readable = iter(images)
+        for item in pending:
+            if item.error:
+                continue
+            image, item.faces = next(readable), next(found)
+            if item.faces:
+                face_crops += [finder.crop(image, face, detector.spec.image_size) for face in item.faces]
+            else:
+                whole_crops.append(finder.crop(image, None, whole.spec.image_size))
+        face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
+        records: list[Record] = []
+        scored_crops: list[np.ndarray] = []
+        for item in pending:
+            if item.error:
+                records.append(Record(item.path, error=item.error, model=self.faces.identity))
+                continue
+            if not item.faces:
+                crop, score = next(whole_scores)
+                records.append(Record(item.path, score, model=self.whole.identity))
+                scored_crops.append(crop)
+            for index, face in enumerate(item.faces):
+                crop, score = next(face_scores)
+                records.append(
+                    Record(
+                        item.path,
+                        score,
+                        model=self.faces.identity,
+                        face=index,
+                        box=face.box,
+                        face_confidence=face.confidence,
                     )
-                    scored_crops.append(crop)
-            if self.save_crops is not None:
-                _save_crops(self.save_crops, records, scored_crops)
-            yield records
+                )
+                scored_crops.append(crop)
+        if self.save_crops is not None:
+            _save_crops(self.save_crops, records, scored_crops)
+        return records
 
 
 def _scored(crops: list[np.ndarray], detector: Detector) -> Iterator[tuple[np.ndarray, float]]:
@@ -233,17 +242,24 @@ def _scored(crops: list[np.ndarray], detector: Detector) -> Iterator[tuple[np.nd
     return zip(crops, map(float, scores), strict=True)
 
 
+def decode_working(path: str, data: bytes | None = None) -> WorkingImage | str:
+    """A file (or its bytes) as the working image faces are found in, or the error text."""
+    try:
+        return load_working_image(path if data is None else data)
+    except ImageError as err:
+        return str(err)
+
+
 def _decoded_chunks(
     tf: ModuleType, sources: Iterable[Source], chunk: int
 ) -> Iterator[list[tuple[str, WorkingImage | str]]]:
     """(path, working image or error text) in order, decoded in parallel by tf.data."""
 
     def decode(path: bytes, data: bytes, has_data: bool) -> tuple[np.ndarray, np.ndarray, bytes]:
-        try:
-            image = load_working_image(data if has_data else os.fsdecode(path))
-            return image.pixels, np.float32(image.scale), b""
-        except ImageError as err:
-            return np.zeros((1, 1, 3), np.uint8), np.float32(1), str(err).encode()
+        image = decode_working(os.fsdecode(path), data if has_data else None)
+        if isinstance(image, str):
+            return np.zeros((1, 1, 3), np.uint8), np.float32(1), image.encode()
+        return image.pixels, np.float32(image.scale), b""
 
     def mapped(path: tf.Tensor, data: tf.Tensor, has_data: tf.Tensor) -> tuple[tf.Tensor, ...]:
         pixels, scale, error = tf.numpy_function(decode, [path, data, has_data], [tf.uint8, tf.float32, tf.string])

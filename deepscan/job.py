@@ -31,7 +31,6 @@ from deepscan.model import packaged_model
 from deepscan.pipeline import Source
 from deepscan.record import MODEL_COLUMN, Record
 from deepscan.report import OutputFormat, read_report
-from deepscan.runtime import device_name
 from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel, Scorer, WholeImageScorer
 
 log = logging.getLogger("deepscan")
@@ -150,8 +149,8 @@ class ScanJob:
 
     @property
     def device(self) -> str | None:
-        """Where the models ran (CPU, or the GPU's name); None when no model had to be loaded."""
-        return device_name() if any(model.loaded for model in self.models) else None
+        """Where the models ran (CPU, a GPU's name, a cluster); None when no model had to be loaded."""
+        return self.scorer.device
 
     def __enter__(self) -> ScanJob:
         return self

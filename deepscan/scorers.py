@@ -19,6 +19,7 @@ from typing import Protocol
 from deepscan.model import Detector, ModelSpec, load_model, model_identity, read_spec
 from deepscan.pipeline import Perturbation, Source, image_batches
 from deepscan.record import Record
+from deepscan.runtime import device_name
 
 log = logging.getLogger("deepscan")
 
@@ -62,6 +63,11 @@ class Scorer(Protocol):
 
     cache_key: str  # what the scores depend on besides the file: a cache entry is valid only under the same key
 
+    @property
+    def device(self) -> str | None:
+        """Where the models ran (CPU, a GPU's name, a cluster); None before any model was loaded."""
+        ...
+
     def models(self) -> list[ScanModel]:
         """The models whose identities the records carry."""
         ...
@@ -81,6 +87,10 @@ class WholeImageScorer:
     @property
     def cache_key(self) -> str:
         return self.model.identity
+
+    @property
+    def device(self) -> str | None:
+        return device_name() if self.model.loaded else None
 
     def models(self) -> list[ScanModel]:
         return [self.model]

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from deepscan.errors import INTERRUPTS, DataError
-from deepscan.evaluate import Evaluation, ScoredSet, choose_threshold, labelled_images, report_card
+from deepscan.evaluate import (
+    GROUP_PATTERN,
+    Evaluation,
+    ScoredSet,
+    calibration_error,
+    choose_threshold,
+    labelled_images,
+    report_card,
+    roc_auc,
+)
 from deepscan.model import ModelSpec, build_model, save_model
 from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
@@ -50,6 +62,7 @@ class TrainConfig:
     # "plateau": halved when val_loss stalls, early stopping after `patience`, the best weights kept.
     schedule: str = "cosine"
     val_split: float = 0.15
+    group_pattern: str = GROUP_PATTERN  # files whose names share a match are one group (a video), split together
     patience: int = 10
     seed: int = 1234
     target_fpr: float | None = None
@@ -60,6 +73,7 @@ class TrainConfig:
     cache_file: str = ""  # "" caches decoded images in memory
     resume: bool = False
     tensorboard: Path | None = None
+    trained_on: str = ""  # what the model covers, in a few words; default: the sources' names
 
 
 @dataclass
@@ -85,8 +99,15 @@ class Split:
         return Split(*keep(self.train_paths, self.train_labels), *keep(self.val_paths, self.val_labels))
 
 
-def split_dataset(data_dir: str | Path, val_split: float, seed: int) -> Split:
-    """DATA_DIR/{train,val}/{real,fake}, or DATA_DIR/{real,fake} split per class with a seeded shuffle."""
+def split_dataset(data_dir: str | Path, val_split: float, seed: int, group_pattern: str = "") -> Split:
+    """DATA_DIR/{train,val}/{real,fake}, or DATA_DIR/{real,fake} split by a seeded draw of groups.
+
+    A group is the files whose names share ``group_pattern``'s match (its
+    first group, if it has one), such as the frames ``v<video>_*`` of one
+    video, whatever their class; a file it does not match is a group alone.
+    Groups are drawn in a seeded order and go to validation while a class
+    they hold still has fewer than ``val_split`` of its files there.
+    """
     root = Path(data_dir)
     if (root / "train").is_dir() and (root / "val").is_dir():
         train_paths, train_labels = labelled_images(str(root / "train"))
@@ -95,17 +116,72 @@ def split_dataset(data_dir: str | Path, val_split: float, seed: int) -> Split:
     if not 0 < val_split < 1:
         raise DataError(f"--val-split must be between 0 and 1, not {val_split}")
     paths, labels = labelled_images(str(root))
+    pattern = re.compile(group_pattern) if group_pattern else None
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for path, label in zip(paths, labels, strict=True):
+        found = pattern.search(Path(path).name) if pattern else None
+        key = (found.group(1) if found.groups() else found.group(0)) if found else path
+        groups.setdefault(key, []).append((path, label))
+    order = sorted(groups)
+    random.Random(seed).shuffle(order)
+    wanted = {label: max(1, round(labels.count(label) * val_split)) for label in (0, 1)}
+    in_val = dict.fromkeys((0, 1), 0)
     split = Split([], [], [], [])
-    rng = random.Random(seed)
-    for label in (0, 1):
-        members = [p for p, y in zip(paths, labels, strict=True) if y == label]
-        rng.shuffle(members)
-        n_val = max(1, round(len(members) * val_split))
-        split.val_paths += members[:n_val]
-        split.val_labels += [label] * n_val
-        split.train_paths += members[n_val:]
-        split.train_labels += [label] * (len(members) - n_val)
+    for key in order:
+        members = groups[key]
+        to_val = any(in_val[label] < wanted[label] for _, label in members)
+        for path, label in members:
+            if to_val:
+                split.val_paths.append(path)
+                split.val_labels.append(label)
+                in_val[label] += 1
+            else:
+                split.train_paths.append(path)
+                split.train_labels.append(label)
     return split
+
+
+@dataclass
+class TrainingSource:
+    """One labelled folder of several: its name in reports and its split."""
+
+    name: str
+    split: Split
+
+
+def training_sources(data_dirs: list[str | Path], config: TrainConfig) -> list[TrainingSource]:
+    """Each DATA_DIR split on its own, named by its folder (with its parent where two names clash)."""
+    roots = [Path(d) for d in data_dirs]
+    names = [root.resolve().name for root in roots]
+    if len(set(names)) < len(names):
+        names = [f"{root.resolve().parent.name}/{root.resolve().name}" for root in roots]
+    return [
+        TrainingSource(name, split_dataset(root, config.val_split, config.seed, config.group_pattern))
+        for name, root in zip(names, roots, strict=True)
+    ]
+
+
+def shortcut_aucs(paths: list[str], labels: list[int]) -> dict[str, float]:
+    """How well file size, pixel count and JPEG quality alone separate the classes (ROC AUC, 0.5: not at all).
+
+    A value far from 0.5 within one source is a shortcut a model could learn instead of the traces it should.
+    """
+    sizes, pixels, qualities = [], [], []
+    for path in paths:
+        sizes.append(os.path.getsize(path))
+        try:
+            with Image.open(path) as image:
+                pixels.append(image.width * image.height)
+                tables = getattr(image, "quantization", None) or {}
+                qualities.append(float(np.mean(tables[0])) if 0 in tables else 0.0)
+        except (OSError, ValueError):
+            pixels.append(0)
+            qualities.append(0.0)
+    truth = np.array(labels, bool)
+    return {
+        name: round(roc_auc(np.array(values, float), truth), 4)
+        for name, values in (("file_size", sizes), ("pixels", pixels), ("jpeg_quantisation", qualities))
+    }
 
 
 class RandomJpeg(keras.layers.Layer):
@@ -213,21 +289,25 @@ class TrainResult:
     model_path: Path
     epochs_run: int
     interrupted: bool
-    evaluation: Evaluation
+    evaluation: Evaluation  # pooled over the sources
     unreadable: list[str]
+    sources: dict[str, Evaluation]
 
 
 def train(
-    data_dir: str | Path,
+    data_dirs: list[str | Path],
     out: str | Path,
     config: TrainConfig,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> TrainResult:
-    """Train a model on DATA_DIR and save it, with its threshold and recipe, to ``out``.
+    """Train a model on one or more labelled folders and save it, with its threshold and recipe, to ``out``.
 
-    Artefacts beside ``out``: ``<stem>.history.csv`` (per-epoch metrics) and,
-    while training or after an interruption, ``<stem>.training/`` (the
-    weights kept so far and the backup that ``resume`` continues from).
+    Every source weighs the same in each epoch whatever its size (an epoch
+    draws as many images as all sources hold together, half from each of
+    two); validation is reported per source and pooled. Artefacts beside
+    ``out``: ``<stem>.history.csv`` (per-epoch metrics) and, while training
+    or after an interruption, ``<stem>.training/`` (the weights kept so far
+    and the backup that ``resume`` continues from).
     """
     if config.schedule not in SCHEDULES:
         raise DataError(f"unknown schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})")
@@ -238,7 +318,13 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
-    split = split_dataset(data_dir, config.val_split, config.seed)
+    sources = training_sources(data_dirs, config)
+    shortcuts = {}
+    for source in sources:
+        shortcuts[source.name] = shortcut_aucs(source.split.train_paths, source.split.train_labels)
+        for feature, auc in shortcuts[source.name].items():
+            if abs(auc - 0.5) > 0.15:
+                log(f"warning: in {source.name}, {feature} alone separates real from fake (ROC AUC {auc:.2f})")
     model, spec = build_model(config.arch, config.image_size, any_size=bool(config.crop))
     size = spec.image_size
     read, faces_found = None, None
@@ -246,38 +332,56 @@ def train(
         from deepscan.faces import FaceFinder, FaceSettings, crop_face, detect_once, load_working_image
 
         log("finding faces (once; kept in the .faces.json file beside the model)")
+        every = [path for source in sources for path in source.split.train_paths + source.split.val_paths]
         found = detect_once(
-            split.train_paths + split.val_paths,
-            FaceFinder(FaceSettings(margin=config.face_margin)),
-            out.with_name(f"{out.stem}.faces.json"),
+            every, FaceFinder(FaceSettings(margin=config.face_margin)), out.with_name(f"{out.stem}.faces.json")
         )
         faces_found = sum(face is not None for face in found.values())
 
         def read(path: str) -> np.ndarray:
             return crop_face(load_working_image(path), found[path], size, config.face_margin)
 
-    train_ds, bad_train = labelled_dataset(split.train_paths, split.train_labels, size, _cache(config, "train"), read)
-    val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, "val"), read)
-    unreadable = bad_train + bad_val
-    for path in unreadable:
-        log(f"warning: skipped unreadable file {path}")
-    split = split.without(set(unreadable))
+    train_parts, val_parts, unreadable = [], [], []
+    for index, source in enumerate(sources):
+        split = source.split
+        train_ds, bad_train = labelled_dataset(
+            split.train_paths, split.train_labels, size, _cache(config, f"train{index}"), read
+        )
+        val_ds, bad_val = labelled_dataset(split.val_paths, split.val_labels, size, _cache(config, f"val{index}"), read)
+        for path in bad_train + bad_val:
+            log(f"warning: skipped unreadable file {path}")
+        unreadable += bad_train + bad_val
+        source.split = split.without(set(bad_train + bad_val))
+        train_parts.append(train_ds.shuffle(max(len(source.split.train_paths), 1), seed=config.seed).repeat())
+        val_parts.append((val_ds, len(bad_val)))
+    train_total = sum(len(source.split.train_paths) for source in sources)
+    if not train_total:
+        raise DataError("no readable training image")
 
     augment = augmentation_layers(config.augmentation, config.crop)
+    mixed = (
+        train_parts[0] if len(train_parts) == 1 else tf.data.Dataset.sample_from_datasets(train_parts, seed=config.seed)
+    )
     train_ds = (
-        train_ds.shuffle(max(len(split.train_paths), 1), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
+        mixed.batch(config.batch_size)
         .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val_ds = val_ds.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+    val_batches = [
+        ds.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
+        for ds, _ in val_parts
+    ]
+    pooled_val = val_batches[0]
+    for more in val_batches[1:]:
+        pooled_val = pooled_val.concatenate(more)
 
-    counts = split.counts()["train"]
-    total = counts["real"] + counts["fake"]
-    class_weight = {i: total / (2 * max(counts[name], 1)) for i, name in enumerate(("real", "fake"))}
+    # Classes weigh the same within the mixture the epochs draw (each source in equal parts).
+    fake_share = float(np.mean([np.mean(source.split.train_labels or [0.5]) for source in sources]))
+    class_weight = {0: 0.5 / max(1 - fake_share, 1e-6), 1: 0.5 / max(fake_share, 1e-6)}
 
-    steps = -(-len(split.train_paths) // config.batch_size) * config.epochs
+    steps_per_epoch = -(-train_total // config.batch_size)
     cosine = config.schedule == "cosine"
+    steps = steps_per_epoch * config.epochs
     rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps) if cosine else config.learning_rate
     model.compile(
         optimizer=keras.optimizers.Adam(rate),
@@ -304,8 +408,9 @@ def train(
     try:
         model.fit(
             train_ds,
-            validation_data=val_ds,
+            validation_data=pooled_val,
             epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
             class_weight=class_weight,
             callbacks=callbacks,
             verbose=0,
@@ -318,11 +423,23 @@ def train(
         model.load_weights(kept_weights)
     epochs_run = _epochs_logged(out)
 
-    scored = _score(model, val_ds, len(bad_val))  # the images as trained on: whole, or face crops
-    spec.threshold = choose_threshold(scored.scores, scored.labels, config.target_fpr)
-    evaluation = report_card(scored, spec.threshold)
+    # The images as trained on (whole, or face crops), each source apart.
+    raw = {
+        source.name: _score(model, ds, bad)
+        for source, ds, (_, bad) in zip(sources, val_batches, val_parts, strict=True)
+    }
+    temperature = fit_temperature(
+        np.concatenate([s.scores for s in raw.values()]), np.concatenate([s.labels for s in raw.values()])
+    )
+    calibrate(model, temperature)
+    scored = {name: replace(s, scores=scaled(s.scores, temperature)) for name, s in raw.items()}
+    spec.threshold = _threshold(list(scored.values()), config.target_fpr)
+    pooled = _pooled(list(scored.values()))
+    evaluation = report_card(pooled, spec.threshold)
+    cards = {name: report_card(s, spec.threshold) for name, s in scored.items()}
     spec.training = {
-        "data": split.counts(),
+        "trained_on": config.trained_on or ", ".join(source.name for source in sources),
+        "data": {source.name: source.split.counts() for source in sources},
         "unreadable_skipped": len(unreadable),
         "epochs_run": epochs_run,
         "interrupted": interrupted,
@@ -330,20 +447,79 @@ def train(
         "input": "face crops (as scan --faces)" if config.faces else "whole images",
         **({"faces_found": faces_found} if config.faces else {}),
         "config": _jsonable(asdict(config)),
-        "val_metrics": {
-            "roc_auc": evaluation.roc_auc,
-            "balanced_accuracy": evaluation.balanced_accuracy,
-            "accuracy": evaluation.accuracy,
-            "false_positive_rate": evaluation.false_positive_rate,
-            "accuracy_at_0.5": report_card(scored, 0.5).accuracy,
+        "shortcut_aucs": shortcuts,
+        "calibration": {
+            "temperature": temperature,
+            "ece_before": {name: calibration_error(s.scores, s.labels) for name, s in raw.items()},
+            "ece_after": {name: card.calibration_error for name, card in cards.items()},
         },
+        "val_metrics": _metrics(evaluation, pooled),
+        "val_sources": {name: _metrics(card, scored[name]) for name, card in cards.items()},
     }
     if config.crop:  # the same weights in a model of the scanning input size
         model = _fixed_size_copy(model, spec)
     save_model(model, spec, out)
     if not interrupted:
         shutil.rmtree(work, ignore_errors=True)
-    return TrainResult(out, epochs_run, interrupted, evaluation, unreadable)
+    return TrainResult(out, epochs_run, interrupted, evaluation, unreadable, cards)
+
+
+def _metrics(card: Evaluation, scored: ScoredSet) -> dict[str, float]:
+    return {
+        "roc_auc": card.roc_auc,
+        "balanced_accuracy": card.balanced_accuracy,
+        "accuracy": card.accuracy,
+        "false_positive_rate": card.false_positive_rate,
+        "calibration_error": card.calibration_error,
+        "accuracy_at_0.5": report_card(scored, 0.5).accuracy,
+    }
+
+
+def _threshold(scored: list[ScoredSet], target_fpr: float | None) -> float:
+    """With a target false-positive rate: the lowest threshold meeting it on every source; else the pooled best."""
+    if target_fpr is None:
+        pooled = _pooled(scored)
+        return choose_threshold(pooled.scores, pooled.labels)
+    return max(choose_threshold(s.scores, s.labels, target_fpr) for s in scored)
+
+
+def _pooled(scored: list[ScoredSet]) -> ScoredSet:
+    return ScoredSet(
+        np.concatenate([s.scores for s in scored]),
+        np.concatenate([s.labels for s in scored]),
+        sum(s.unreadable for s in scored),
+        sum(s.seconds for s in scored),
+    )
+
+
+def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimising the log loss of sigmoid(logit(score) / T) on a labelled set (T > 1 softens)."""
+    logits = _logit(scores)
+    truth = np.asarray(labels, float)
+
+    def loss(t: float) -> float:
+        p = np.clip(1 / (1 + np.exp(-logits / t)), 1e-7, 1 - 1e-7)
+        return float(-np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p)))
+
+    candidates = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))  # 1.5% steps
+    return float(round(min(candidates, key=loss), 4))
+
+
+def scaled(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Scores as the calibrated model gives them."""
+    return 1 / (1 + np.exp(-_logit(scores) / temperature))
+
+
+def _logit(scores: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(scores, float), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def calibrate(model: keras.Model, temperature: float) -> None:
+    """Divide the output layer's pre-sigmoid value by ``temperature``: calibration stored in the weights themselves."""
+    output = model.get_layer("p_fake")
+    kernel, bias = output.get_weights()
+    output.set_weights([kernel / temperature, bias / temperature])
 
 
 def _score(model: keras.Model, val_ds: Any, unreadable: int) -> ScoredSet:

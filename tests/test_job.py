@@ -121,6 +121,7 @@ def test_another_scorer_plugs_in_without_touching_the_job(tmp_path: Path, tiny_m
         def __init__(self, settings: ScanSettings, models: list) -> None:
             self.model = models[0]
             self.cache_key = "constant"
+            self.device = "nowhere"
 
         def models(self) -> list:
             return [self.model]
@@ -133,6 +134,7 @@ def test_another_scorer_plugs_in_without_touching_the_job(tmp_path: Path, tiny_m
     with ScanJob(ScanSettings(model=tiny_model, threshold=0.5), backend=Constant) as job:
         records = [r for files in job.run(paths) for f in files for r in f.records]
     assert [(r.score, r.label) for r in records] == [(0.75, "fake")] * 3
+    assert job.device == "nowhere"
 
 
 def test_resume_refuses_rows_scored_by_another_model(tmp_path: Path, tiny_model: Path):

@@ -44,7 +44,7 @@ def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "m.keras"
     config = TrainConfig(arch="compact", image_size=SIZE, epochs=2, batch_size=8, learning_rate=1e-2, augmentation=FAST)
     config.tensorboard = out.with_name("tensorboard")
-    train(data, out, config, log=lambda line: None)
+    train([data], out, config, log=lambda line: None)
     return out
 
 
@@ -56,12 +56,13 @@ def test_split_is_stratified_and_seeded(data: Path):
     assert split_dataset(data, 0.25, seed=8).val_paths != first.val_paths
 
 
-def test_trained_model_records_its_recipe(trained: Path):
+def test_trained_model_records_its_recipe(trained: Path, data: Path):
     spec = read_spec(trained)
     assert spec.arch == "compact" and spec.image_size == SIZE
     assert spec.training["epochs_run"] == 2
     assert spec.training["unreadable_skipped"] == 1
-    counts = spec.training["data"]
+    assert spec.training["trained_on"] == data.name  # by default, the sources' names
+    counts = spec.training["data"][data.name]
     assert counts["train"]["real"] + counts["val"]["real"] == 20  # the corrupt file is not counted
     assert 0 <= spec.training["val_metrics"]["roc_auc"] <= 1
     assert trained.with_name("m.history.csv").exists()
@@ -120,7 +121,7 @@ def test_plateau_schedule_stops_at_the_first_worse_epoch(data: Path, tmp_path: P
         arch="reference", image_size=SIZE, epochs=15, batch_size=8, learning_rate=1e-2, schedule="plateau", patience=1
     )
     config.augmentation = FAST
-    result = train(data, out, config, log=lambda line: None)
+    result = train([data], out, config, log=lambda line: None)
     rows = history(out)
     losses = [float(row["val_loss"]) for row in rows]
     assert result.epochs_run == len(rows) < 15  # noisy tiny data: val_loss gets worse within a few epochs
@@ -129,7 +130,7 @@ def test_plateau_schedule_stops_at_the_first_worse_epoch(data: Path, tmp_path: P
 
 def test_an_unknown_schedule_is_refused_before_anything_is_written(data: Path, tmp_path: Path):
     with pytest.raises(DataError, match="unknown schedule 'linear'"):
-        train(data, tmp_path / "m.keras", TrainConfig(schedule="linear"), log=lambda line: None)
+        train([data], tmp_path / "m.keras", TrainConfig(schedule="linear"), log=lambda line: None)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -145,7 +146,7 @@ def test_interrupted_training_keeps_a_model_and_resume_continues_the_schedule(da
             raise KeyboardInterrupt
 
     monkeypatch.setattr(EpochLine, "on_epoch_end", stop_after_second_epoch)
-    first = train(data, out, config, log=lines.append)
+    first = train([data], out, config, log=lines.append)
     assert first.interrupted and first.epochs_run == 2
     assert read_spec(out).training["interrupted"] is True
     assert out.with_name("r.training").is_dir()
@@ -153,7 +154,7 @@ def test_interrupted_training_keeps_a_model_and_resume_continues_the_schedule(da
     monkeypatch.setattr(EpochLine, "on_epoch_end", original)
     lines.clear()
     config.resume = True
-    second = train(data, out, config, log=lines.append)
+    second = train([data], out, config, log=lines.append)
     assert not second.interrupted
     assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 3", "epoch 4"]
     assert second.epochs_run == 4
@@ -193,7 +194,7 @@ def test_train_command_end_to_end(cli, data: Path, tmp_path: Path):
     assert code == ExitCode.OK and stdout == ""
     assert "epoch 1:" in stderr and "skipped unreadable file" in stderr and f"saved {out}" in stderr
     spec = read_spec(out)
-    assert spec.training["config"]["target_fpr"] == 0.2 and spec.training["data"]["val"]["fake"] == 5
+    assert spec.training["config"]["target_fpr"] == 0.2 and spec.training["data"][data.name]["val"]["fake"] == 5
     assert spec.arch == "compact" and spec.training["config"]["schedule"] == "plateau"
     code, _, stderr = cli("train", data, "--out", tmp_path / "x.keras", "--arch", "transformer")
     assert code == ExitCode.USAGE and "transformer" in stderr
@@ -204,7 +205,7 @@ def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_pa
     from deepscan.evaluate import Evaluation
 
     def chance(data_dir, out, config, log):
-        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0)
+        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1)
         return deepscan.train.TrainResult(Path(out), 1, False, card, [])
 
     monkeypatch.setattr(deepscan.train, "train", chance)

@@ -143,7 +143,7 @@ def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
     """One line per source, so a regression on one cannot hide in the pooled figures."""
     view = Table(title="per source", title_justify="left")
     view.add_column("source", overflow="fold")
-    for column in ("images", "ROC AUC", "accuracy", "balanced accuracy", "false-positive rate"):
+    for column in ("images", "ROC AUC", "accuracy", "balanced accuracy", "false-positive rate", "ECE"):
         view.add_column(column, justify="right")
     for name, card in cards.items():
         view.add_row(
@@ -153,6 +153,7 @@ def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
             f"{card.accuracy:.4f}",
             f"{card.balanced_accuracy:.4f}",
             f"{card.false_positive_rate:.4f}",
+            f"{card.calibration_error:.4f}",
         )
     console.print(view)
 
@@ -192,6 +193,7 @@ def render_card(card: Evaluation, console: Console, title: str) -> None:
         ("accuracy", f"{card.accuracy:.4f}"),
         ("balanced accuracy", f"{card.balanced_accuracy:.4f}"),
         ("false-positive rate (real flagged)", f"{card.false_positive_rate:.4f}"),
+        ("calibration error (ECE, 10 bins)", f"{card.calibration_error:.4f}"),
         ("images/s", f"{card.images_per_second:.1f}"),
     ):
         summary.add_row(name, value)

@@ -32,7 +32,8 @@ from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.explain import explainer
 from deepscan.html_report import EntryStore, entries_from_records, write_html
-from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, resume_marker
+from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, local_scorer, resume_marker
+from deepscan.ray_scorer import STALL_SECONDS, ray_backend
 from deepscan.report import (
     OutputFormat,
     Report,
@@ -168,6 +169,23 @@ def scan_command(
         ),
     ] = None,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Score on a Ray cluster: 'local' starts one here, 'auto' joins RAY_ADDRESS or the running one, "
+            "HOST:PORT joins by address (pip install 'deepscan-audit[ray]').",
+            rich_help_panel=PERFORMANCE,
+        ),
+    ] = None,
+    ray_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="With --ray: stop with an error when the cluster returns no row for this many seconds.",
+            rich_help_panel=PERFORMANCE,
+        ),
+    ] = STALL_SECONDS,
 ) -> int:
     """Score every image under PATHS as real or fake and write one row per file (per face with --faces).
 
@@ -216,7 +234,10 @@ def scan_command(
         disable=quiet or not console.is_terminal,
     )
     task = progress.add_task("starting", total=None)
-    with ScanJob(settings, status=lambda text: progress.update(task, description=text)) as job:  # checks the model
+    backend = local_scorer if ray is None else ray_backend(ray, ray_timeout)
+    with ScanJob(  # checks the model
+        settings, backend=backend, status=lambda text: progress.update(task, description=text)
+    ) as job:
         images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
         if not images:
             log.warning("no image found in the given paths: nothing to scan")

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from deepscan.commands.options import FACE_DEFAULTS, FaceMarginOption
 from deepscan.errors import DeepscanError, ExitCode, OutputError
+from deepscan.evaluate import GROUP_PATTERN
 from deepscan.model import ARCHITECTURES, list_architectures
 from deepscan.report import check_destination
 
@@ -27,13 +28,14 @@ class Schedule(str, Enum):
 
 
 def train_command(
-    data_dir: Annotated[
-        Path,
+    data_dirs: Annotated[
+        list[Path],
         typer.Argument(
             metavar="DATA_DIR",
             exists=True,
             file_okay=False,
-            help="Folder with real/ and fake/, or with train/ and val/ each holding real/ and fake/.",
+            help="Folders with real/ and fake/, or with train/ and val/ each holding real/ and fake/; "
+            "several are mixed in equal parts each epoch.",
             show_default=False,
         ),
     ],
@@ -76,6 +78,23 @@ def train_command(
     val_split: Annotated[
         float, typer.Option(help="Validation fraction when DATA_DIR has no train/ and val/.", rich_help_panel=DATA)
     ] = 0.15,
+    group_pattern: Annotated[
+        str,
+        typer.Option(
+            metavar="REGEX",
+            help="Files whose names share this pattern's match (its first group) are one group, such as the "
+            "frames of one video: the validation split takes whole groups ('': split by file).",
+            rich_help_panel=DATA,
+        ),
+    ] = GROUP_PATTERN,
+    trained_on: Annotated[
+        str,
+        typer.Option(
+            metavar="TEXT",
+            help="What the model covers, in a few words, shown by 'scan' and 'info' (default: the folder names).",
+            rich_help_panel=MODEL,
+        ),
+    ] = "",
     cache: Annotated[
         Path | None,
         typer.Option(help="Cache decoded images in this file instead of memory (large sets).", rich_help_panel=DATA),
@@ -146,7 +165,7 @@ def train_command(
     (weights so far, and the backup --resume continues from). Ctrl-C stops cleanly and
     saves the model so far (the best one with --schedule plateau).
 
-    Example: deepscan train ../shared/data --out m.keras --target-fpr 0.1
+    Example: deepscan train ../shared/data ../shared/faceswap --out m.keras --target-fpr 0.1
     """
     if out.suffix != ".keras":
         raise OutputError(f"--out must name a .keras file (deepscan's model format), not {out.name}")
@@ -164,6 +183,8 @@ def train_command(
         learning_rate=lr,
         schedule=schedule.value,
         val_split=val_split,
+        group_pattern=group_pattern,
+        trained_on=trained_on,
         patience=patience,
         seed=seed,
         target_fpr=target_fpr,
@@ -175,14 +196,23 @@ def train_command(
         resume=resume,
         tensorboard=tensorboard,
     )
-    result = train(data_dir, out, config, log=lambda line: console.print(line, markup=False, soft_wrap=True))
+    result = train(data_dirs, out, config, log=lambda line: console.print(line, markup=False, soft_wrap=True))
     card = result.evaluation
     console.print(
         f"saved {result.model_path} after {result.epochs_run} epochs: val ROC AUC {card.roc_auc:.3f}, "
-        f"balanced accuracy {card.balanced_accuracy:.3f} at threshold {card.threshold:.3f}",
+        f"balanced accuracy {card.balanced_accuracy:.3f} at threshold {card.threshold:.3f}"
+        + (" (pooled)" if len(result.sources) > 1 else ""),
         markup=False,
         soft_wrap=True,
     )
+    if len(result.sources) > 1:
+        for name, figures in result.sources.items():
+            console.print(
+                f"  {name}: ROC AUC {figures.roc_auc:.3f}, balanced accuracy {figures.balanced_accuracy:.3f}, "
+                f"false-positive rate {figures.false_positive_rate:.3f}",
+                markup=False,
+                soft_wrap=True,
+            )
     if not card.roc_auc > 0.5:
         console.print(
             f"warning: the model is no better than chance on the validation set (ROC AUC {card.roc_auc:.3f}); "

@@ -1,0 +1,365 @@
+"""Scale-out: the scorer seam on a Ray cluster, through Ray Data.
+
+The driver (the machine running ``deepscan scan``) keeps discovery, the
+cache, resume, evidence and the writers; :class:`RayScorer` hands the files
+left to score to Ray Data a window at a time: tasks decode them with the
+local pipeline's own functions, a pool of actors (``ActorPoolStrategy``)
+loads the model once per actor and scores them, and the rows stream back in
+input order. Windows bound what the driver holds however many files there
+are; ``ray`` is imported only here, and only when ``--ray`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deepscan.errors import DeepscanError
+from deepscan.faces import FaceScorer, FaceSettings, decode_working
+from deepscan.pipeline import Source, decode_or_error
+from deepscan.record import Record
+from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel, WholeImageScorer
+
+if TYPE_CHECKING:
+    from deepscan.job import ScanSettings
+
+log = logging.getLogger("deepscan")
+
+MISSING_RAY = "--ray needs Ray: pip install 'deepscan-audit[ray]'"
+WINDOW_FILES = 20_000  # files handed to Ray Data at once: the actor pool starts once per window
+WINDOW_BYTES = 256 << 20  # file bytes read by the driver (to hash them for the cache) carried in one window
+ACTOR_MEMORY = 1 << 30  # reserved per scoring actor: TensorFlow, the model(s), a few batches
+STALL_SECONDS = 300.0  # no row for this long: the scan stops with an error instead of hanging
+
+
+class ClusterError(DeepscanError):
+    """The Ray cluster cannot be joined, or stopped giving results."""
+
+
+def check_ray() -> None:
+    """Raise the usage error for a missing Ray now, before any work starts."""
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
+        raise DeepscanError(MISSING_RAY)
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How the scoring actors use a cluster: how many, and what each one holds."""
+
+    actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+
+    @classmethod
+    def for_cluster(cls, cpus: float, gpus: float) -> ActorPlan:
+        """One actor per GPU; without GPUs, one single-threaded actor per two CPUs.
+
+        Either way at least half the CPUs stay free for the read and decode
+        tasks: actors that hold every CPU starve the tasks that feed them,
+        and Ray Data then waits forever instead of failing.
+        """
+        if gpus >= 1:
+            return cls(int(gpus), 1.0, 1.0)
+        return cls(max(1, int(cpus) // 2), 1.0, 0.0)
+
+    def describe(self) -> str:
+        kind = "GPU" if self.gpus_per_actor else "CPU"
+        return f"{self.actors} {kind} actor{'s' * (self.actors != 1)}"
+
+
+@dataclass
+class RayScorer:
+    """Whole images or faces, scored by Ray Data on a cluster: the same records as the local scorers."""
+
+    address: str  # "local": a Ray started in this process; "auto": RAY_ADDRESS or a running cluster; host:port
+    scan_models: list[ScanModel]
+    faces: FaceSettings | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    stall_seconds: float = STALL_SECONDS
+    window_files: int = WINDOW_FILES
+    _device: str | None = field(default=None, init=False)
+
+    @property
+    def cache_key(self) -> str:
+        """The local scorer's: the scores are the same, so cached ones serve both."""
+        return self._local_twin().cache_key
+
+    @property
+    def device(self) -> str | None:
+        return self._device
+
+    def models(self) -> list[ScanModel]:
+        return self.scan_models
+
+    def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
+        ray = _import_ray()
+        started_here = _connect(ray, self.address)
+        try:
+            resources = ray.cluster_resources()
+            plan = ActorPlan.for_cluster(resources.get("CPU", 0), resources.get("GPU", 0))
+            self._device = f"Ray at {self.address}: {plan.describe()}"
+            # Stored once in the object store; each actor fetches them (a worker may not see the driver's disk).
+            model_files = [(model.path.name, ray.put(model.path.read_bytes())) for model in self.scan_models]
+            for window in _windows(sources, self.window_files, WINDOW_BYTES):
+                dataset = self._dataset(ray, window, plan, model_files)
+                batches = dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy", prefetch_batches=1)
+                for batch in _watched(batches, self.stall_seconds):
+                    yield [Record(**row) for text in batch["records"] for row in json.loads(text)]
+        finally:
+            if started_here:
+                ray.shutdown()  # also ends this driver's actors and tasks on the cluster
+
+    def _dataset(self, ray: Any, window: list[Source], plan: ActorPlan, model_files: list[tuple[str, Any]]) -> Any:
+        items = [{"path": s.path, "data": s.data or b"", "has_data": s.data is not None} for s in window]
+        decode = _decode_faces if self.faces is not None else _decode_whole
+        size = self.scan_models[0].spec.image_size
+        return (
+            ray.data.from_items(items)
+            .map_batches(decode, fn_kwargs={"size": size}, batch_size=self.batch_size, num_cpus=1)
+            .map_batches(
+                ScoringActor,
+                fn_constructor_kwargs={
+                    "model_files": model_files,
+                    "faces": None if self.faces is None else asdict(self.faces),
+                    "batch_size": self.batch_size,
+                    "threads": int(plan.cpus_per_actor),
+                },
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
+                batch_size=self.batch_size,
+                num_cpus=plan.cpus_per_actor,
+                num_gpus=plan.gpus_per_actor,
+                memory=ACTOR_MEMORY,  # also keeps Ray Data from fusing the decode tasks into the actors
+            )
+        )
+
+    def _local_twin(self) -> WholeImageScorer | FaceScorer:
+        return local_twin(self.scan_models, self.faces, self.batch_size)
+
+
+def ray_backend(
+    address: str, stall_seconds: float = STALL_SECONDS
+) -> Callable[[ScanSettings, list[ScanModel]], RayScorer]:
+    """The back end for ``ScanJob(settings, backend=...)``: the scan's scorer on the Ray cluster at ``address``."""
+    check_ray()
+
+    def build(settings: ScanSettings, models: list[ScanModel]) -> RayScorer:
+        if settings.save_crops is not None:
+            raise DeepscanError("--save-crops writes on the machine that scores: not with --ray")
+        return RayScorer(address, models, settings.faces, settings.batch_size, stall_seconds)
+
+    return build
+
+
+def local_twin(models: list[ScanModel], faces: FaceSettings | None, batch_size: int) -> WholeImageScorer | FaceScorer:
+    """The local scorer computing what a Ray actor computes (nothing is loaded until it scores)."""
+    if faces is None:
+        return WholeImageScorer(models[0], batch_size)
+    return FaceScorer(models[0], models[-1], faces, batch_size)
+
+
+class ScoringActor:
+    """A Ray Data actor: the model(s) loaded once, then decoded batches in, each file's records (JSON) out."""
+
+    def __init__(self, model_files: list[tuple[str, Any]], faces: dict | None, batch_size: int, threads: int) -> None:
+        import ray
+
+        from deepscan.runtime import tensorflow
+
+        tf = tensorflow()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        folder = Path(tempfile.mkdtemp(prefix="deepscan-models-"))
+        models = []
+        for index, (name, stored) in enumerate(model_files):
+            path = folder / str(index) / name  # the driver's file name: the records carry the same identity
+            path.parent.mkdir()
+            path.write_bytes(ray.get(stored))
+            models.append(ScanModel(path, "ray"))
+        if len(models) == 1 and faces is not None:
+            models *= 2  # one model for faces and whole images
+        self.scorer = local_twin(models, None if faces is None else FaceSettings(**faces), batch_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if isinstance(self.scorer, FaceScorer):
+            chunk = [
+                (path, str(error) if error else _working(pixels, scale))
+                for path, pixels, scale, error in zip(
+                    batch["path"], batch["pixels"], batch["scale"], batch["error"], strict=True
+                )
+            ]
+            records = self.scorer.score_decoded(chunk)
+        else:
+            records = _scored_whole(self.scorer.model, batch)
+        by_file: dict[str, list[dict]] = {}
+        for record in records:
+            by_file.setdefault(record.path, []).append(_plain(record))
+        return {"records": np.array([json.dumps(by_file[str(path)]) for path in batch["path"]], dtype=object)}
+
+
+def _scored_whole(model: ScanModel, batch: dict[str, np.ndarray]) -> list[Record]:
+    errors = [str(error) for error in batch["error"]]
+    readable = np.array([not error for error in errors], dtype=bool)
+    scores = iter(model.detector().predict(batch["pixels"][readable]) if readable.any() else ())
+    return [
+        Record(str(path), error=error, model=model.identity)
+        if error
+        else Record(str(path), float(next(scores)), model=model.identity)
+        for path, error in zip(batch["path"], errors, strict=True)
+    ]
+
+
+def _working(pixels: np.ndarray, scale: float) -> Any:
+    from deepscan.faces import WorkingImage
+
+    return WorkingImage(np.asarray(pixels, dtype=np.uint8), float(scale))
+
+
+def _plain(record: Record) -> dict[str, Any]:
+    return {
+        "path": record.path,
+        "score": record.score,
+        "error": record.error,
+        "model": record.model,
+        "face": record.face,
+        "box": None if record.box is None else list(record.box),
+        "face_confidence": record.face_confidence,
+    }
+
+
+def _decode_whole(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Read task: each file decoded and resized exactly as the local pipeline does it."""
+    decoded = [
+        decode_or_error(os.fsencode(str(path)), size, data=bytes(data) if has_data else None)
+        for path, data, has_data in zip(batch["path"], batch["data"], batch["has_data"], strict=True)
+    ]
+    return {
+        "path": batch["path"],
+        "pixels": np.stack([pixels for pixels, _ in decoded]),
+        "error": np.array([error.decode() for _, error in decoded], dtype=object),
+    }
+
+
+def _decode_faces(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Read task for face mode: the working image faces are found in, as the local face scorer decodes it."""
+    del size  # the working image has its own size
+    images = [
+        decode_working(str(path), bytes(data) if has_data else None)
+        for path, data, has_data in zip(batch["path"], batch["data"], batch["has_data"], strict=True)
+    ]
+    blank = np.zeros((1, 1, 3), np.uint8)
+    pixels = np.empty(len(images), dtype=object)
+    pixels[:] = [blank if isinstance(image, str) else image.pixels for image in images]
+    return {
+        "path": batch["path"],
+        "pixels": pixels,
+        "scale": np.array([1.0 if isinstance(image, str) else image.scale for image in images], np.float32),
+        "error": np.array([image if isinstance(image, str) else "" for image in images], dtype=object),
+    }
+
+
+def _windows(sources: Iterable[Source], max_files: int, max_bytes: int) -> Iterator[list[Source]]:
+    window: list[Source] = []
+    carried = 0
+    for source in sources:
+        window.append(source)
+        carried += len(source.data or b"")
+        if len(window) >= max_files or carried >= max_bytes:
+            yield window
+            window, carried = [], 0
+    if window:
+        yield window
+
+
+def _watched(batches: Iterable[Any], stall_seconds: float) -> Iterator[Any]:
+    """The batches, or a ClusterError when none arrives for ``stall_seconds``.
+
+    Ray Data is consumed in a helper thread so that the wait can time out,
+    and so that Ctrl-C reaches the main thread at once.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
+    done = threading.Event()
+
+    def pull() -> None:
+        try:
+            for batch in batches:
+                while not done.is_set():
+                    try:
+                        handoff.put(("batch", batch), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if done.is_set():
+                    return
+            handoff.put(("end", None))
+        except BaseException as err:  # handed to the main thread, which raises it
+            handoff.put(("error", err))
+
+    threading.Thread(target=pull, name="deepscan-ray-results", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = handoff.get(timeout=stall_seconds)
+            except queue.Empty:
+                raise ClusterError(
+                    f"the Ray cluster returned no result for {stall_seconds:.0f} s; check 'ray status' "
+                    "(are the actors waiting for CPUs or GPUs the cluster does not have?)"
+                ) from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise ClusterError(f"the Ray scan failed: {_first_line(value)}") from value
+            yield value
+    finally:
+        done.set()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise DeepscanError(MISSING_RAY) from None
+    return ray
+
+
+def _connect(ray: Any, address: str) -> bool:
+    """Join or start Ray; True when this call started it (so the scan shuts it down)."""
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in input order
+    context.enable_progress_bars = False  # deepscan draws its own
+    context.print_on_execution_start = False
+    # Ray's own start-up notes and warnings only with -v: the scan reports what matters itself.
+    verbose = log.isEnabledFor(logging.INFO)
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
+    if not verbose:  # the driver's C++ core worker logs to stderr too
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=None if address == "local" else address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(err)}") from None
+    return True
