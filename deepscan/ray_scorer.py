@@ -115,7 +115,7 @@ class RayScorer:
                 dataset = self._dataset(ray, window, plan, model_files)
                 batches = dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy", prefetch_batches=1)
                 for batch in _watched(batches, self.stall_seconds):
-                    yield [Record(**row) for text in batch["records"] for row in json.loads(text)]
+                    yield [_record(row) for text in batch["records"] for row in json.loads(text)]
         finally:
             if started_here:
                 ray.shutdown()  # also ends this driver's actors and tasks on the cluster
@@ -237,6 +237,11 @@ def _plain(record: Record) -> dict[str, Any]:
     }
 
 
+def _record(row: dict[str, Any]) -> Record:
+    box = row.pop("box")
+    return Record(**row, box=None if box is None else tuple(box))
+
+
 def _decode_whole(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """Read task: each file decoded and resized exactly as the local pipeline does it."""
     decoded = [
@@ -348,8 +353,8 @@ def _connect(ray: Any, address: str) -> bool:
     verbose = log.isEnabledFor(logging.INFO)
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
-    if not verbose:  # the driver's C++ core worker logs to stderr too
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    if not verbose:  # Ray's C++ core worker logs to stderr too: an error line for every actor Ray Data starts
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # (ray-project/ray#53727)
     if ray.is_initialized():
         return False
     try:
@@ -361,5 +366,10 @@ def _connect(ray: Any, address: str) -> bool:
             configure_logging=False,
         )
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(err)}") from None
+        hint = (
+            "" if address in ("local", "auto") or os.environ.get("RAY_AUTH_MODE")
+            else " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN "
+            "or ~/.ray/auth_token)"
+        )  # fmt: skip
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(err)}{hint}") from None
     return True
