@@ -48,6 +48,11 @@ class ModelSpec:
     # How the model was made: data counts, epochs, seed, validation metrics...
     training: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def trained_on(self) -> str:
+        """What the model covers, in a few words (recorded at training), so a low score elsewhere means little."""
+        return str(self.training.get("trained_on") or "not recorded")
+
     def label(self, score: float, threshold: float | None = None) -> str:
         """The class name for a score, at ``threshold`` or the model's own."""
         cut = self.threshold if threshold is None else threshold

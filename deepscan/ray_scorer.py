@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -357,6 +358,7 @@ def _connect(ray: Any, address: str) -> bool:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # (ray-project/ray#53727)
     if ray.is_initialized():
         return False
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(
             address=None if address == "local" else address,
@@ -365,6 +367,8 @@ def _connect(ray: Any, address: str) -> bool:
             logging_level=logging.WARNING,
             configure_logging=False,
         )
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)  # ray.init replaces it with sys.exit; the scan keeps its rows
     except (ConnectionError, RuntimeError, ValueError) as err:
         hint = (
             "" if address in ("local", "auto") or os.environ.get("RAY_AUTH_MODE")

@@ -97,7 +97,13 @@ class Summary:
             "threshold": self.models[0].threshold,
             "model": self.models[0].identity,
             "models": [
-                {"role": model.role, "model": model.identity, "threshold": model.threshold} for model in self.models
+                {
+                    "role": model.role,
+                    "model": model.identity,
+                    "threshold": model.threshold,
+                    "trained_on": model.spec.trained_on,
+                }
+                for model in self.models
             ],
             "device": self.device,
             "report": self.destination,
@@ -118,6 +124,7 @@ class Summary:
             lines.append(("evidence", ", ".join(f"{kind} {count}" for kind, count in sorted(self.evidence.items()))))
         for model in self.models:
             lines.append(("model", f"{model.path.name} ({model.role}), threshold {model.threshold:.3f}"))
+            lines.append(("trained on", model.spec.trained_on))
         lines.append(("device", self.device or "none (every file was already known)"))
         lines.append(("elapsed", f"{self.elapsed:.1f} s ({self.rate:.1f} images/s)"))
         return lines

@@ -257,6 +257,12 @@ def labelled_dataset(
     return usable.map(lambda path, pixels, error, label: (pixels, label)), unreadable
 
 
+def balanced_mix(parts: list[tuple[Any, int]], seed: int) -> Any:
+    """Endless draws in equal parts from each (dataset, size), each reshuffled on every pass, whatever their sizes."""
+    endless = [dataset.shuffle(max(size, 1), seed=seed).repeat() for dataset, size in parts]
+    return endless[0] if len(endless) == 1 else tf.data.Dataset.sample_from_datasets(endless, seed=seed)
+
+
 class EpochLine(keras.callbacks.Callback):
     """One progress line per epoch, to ``write`` (stderr by default)."""
 
@@ -352,18 +358,16 @@ def train(
             log(f"warning: skipped unreadable file {path}")
         unreadable += bad_train + bad_val
         source.split = split.without(set(bad_train + bad_val))
-        train_parts.append(train_ds.shuffle(max(len(source.split.train_paths), 1), seed=config.seed).repeat())
+        train_parts.append((train_ds, len(source.split.train_paths)))
         val_parts.append((val_ds, len(bad_val)))
     train_total = sum(len(source.split.train_paths) for source in sources)
     if not train_total:
         raise DataError("no readable training image")
 
     augment = augmentation_layers(config.augmentation, config.crop)
-    mixed = (
-        train_parts[0] if len(train_parts) == 1 else tf.data.Dataset.sample_from_datasets(train_parts, seed=config.seed)
-    )
     train_ds = (
-        mixed.batch(config.batch_size)
+        balanced_mix(train_parts, config.seed)
+        .batch(config.batch_size)
         .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )

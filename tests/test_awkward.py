@@ -157,14 +157,14 @@ def wait_for_rows(part_folder: Path, report_name: str, at_least: int, timeout: f
     raise AssertionError("the scan wrote no rows in time")
 
 
-def interrupt_mid_scan(process: subprocess.Popen, sig: int, tmp_path: Path, report: str) -> str:
+def interrupt_mid_scan(process: subprocess.Popen, sig: int, tmp_path: Path, report: str, timeout: float = 60) -> str:
     """Signal the scan once it has written some rows, while it is certainly still running.
 
     The process is frozen (SIGSTOP) first and its temporary report checked:
     that file is renamed into place only at the end, so the signal lands
     mid-scan however fast the machine, and is handled when it thaws.
     """
-    wait_for_rows(tmp_path, report, at_least=4)
+    wait_for_rows(tmp_path, report, at_least=4, timeout=timeout)
     process.send_signal(signal.SIGSTOP)
     assert list(tmp_path.glob(f".{report}.*.part")), "the scan ended before it could be interrupted"
     process.send_signal(sig)

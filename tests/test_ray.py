@@ -20,6 +20,7 @@ from deepscan.job import ScanJob, ScanSettings
 from deepscan.ray_scorer import ActorPlan, ClusterError, RayScorer, ray_backend
 
 from .conftest import write_image
+from .test_awkward import interrupt_mid_scan, many_images, start_scan
 
 ray = pytest.importorskip("ray")
 
@@ -135,6 +136,24 @@ def test_interrupting_the_driver_stops_the_cluster_work(local_ray, tmp_path: Pat
     while actor_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not actor_processes()
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)]
+)
+def test_a_signal_mid_ray_scan_keeps_the_rows_and_resume_finishes(tmp_path: Path, tiny_model: Path, sig, code):
+    folder = many_images(tmp_path / "many", 300)
+    out = tmp_path / "r.csv"
+    process = start_scan(folder, "--model", tiny_model, "--out", out, "--batch-size", "2", "--ray", "local")
+    err = interrupt_mid_scan(process, sig, tmp_path, "r.csv", timeout=180)
+    assert process.returncode == code, err
+    assert "Traceback" not in err and "stopped after" in err
+    kept = out.read_text().splitlines()[1:]
+    assert 4 <= len(kept) < 300
+    again = start_scan(folder, "--model", tiny_model, "--out", out, "--resume", "-q", "--ray", "local")
+    assert again.wait(timeout=300) == ExitCode.OK, again.stderr.read()
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 300 and rows[: len(kept)] == kept
 
 
 def test_a_stalled_cluster_is_an_error_not_a_hang(local_ray, tmp_path: Path, tiny_model: Path, monkeypatch):

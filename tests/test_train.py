@@ -193,6 +193,7 @@ def test_train_command_end_to_end(cli, data: Path, tmp_path: Path):
     )  # fmt: skip
     assert code == ExitCode.OK and stdout == ""
     assert "epoch 1:" in stderr and "skipped unreadable file" in stderr and f"saved {out}" in stderr
+    assert "file_size alone separates real from fake" in stderr  # the test set's own shortcut
     spec = read_spec(out)
     assert spec.training["config"]["target_fpr"] == 0.2 and spec.training["data"][data.name]["val"]["fake"] == 5
     assert spec.arch == "compact" and spec.training["config"]["schedule"] == "plateau"
@@ -229,3 +230,77 @@ def test_evaluate_reports_each_source_and_pooled(cli, trained: Path, data: Path,
     assert cards[str(second)]["confusion"]["real"]["fake"] == reals_flagged
     code, out, _ = cli("evaluate", data, second, "--model", trained)
     assert code == 0 and "per source" in out and "(pooled)" in " ".join(out.split())
+
+
+def test_frames_of_one_video_stay_on_one_side_of_the_split(tmp_path: Path):
+    """Files named v<video>_<frame> split by video, whatever their class; the split is still stratified."""
+    for label in ("real", "fake"):
+        for video in range(20):
+            for frame in range(3):
+                path = tmp_path / label / f"v{video + (0 if label == 'real' else 100):03d}_{frame}.png"
+                write_pixels(path, video)
+    split = split_dataset(tmp_path, 0.2, seed=3, group_pattern=r"^(v\d+)_")
+    video = lambda path: Path(path).name.split("_")[0]  # noqa: E731
+    assert not {video(p) for p in split.val_paths} & {video(p) for p in split.train_paths}
+    assert split.counts()["val"] == {"real": 12, "fake": 12}  # 4 whole videos of 3 frames per class
+    by_file = split_dataset(tmp_path, 0.2, seed=3, group_pattern="")
+    assert {video(p) for p in by_file.val_paths} & {video(p) for p in by_file.train_paths}  # what grouping prevents
+
+
+def test_every_source_weighs_the_same_in_the_mix_whatever_its_size():
+    import tensorflow as tf
+
+    from deepscan.train import balanced_mix
+
+    big = tf.data.Dataset.from_tensor_slices(np.zeros(500, np.float32))
+    small = tf.data.Dataset.from_tensor_slices(np.ones(20, np.float32))
+    drawn = np.array(list(balanced_mix([(big, 500), (small, 20)], seed=1).take(4000).as_numpy_iterator()))
+    assert abs(drawn.mean() - 0.5) < 0.03  # 20 images drawn as often as 500
+
+
+def test_temperature_scaling_recovers_overconfidence_and_is_stored_in_the_weights():
+    from deepscan.evaluate import calibration_error
+    from deepscan.model import build_model
+    from deepscan.train import calibrate, fit_temperature, scaled
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, 20000)
+    labels = rng.random(20000) < 1 / (1 + np.exp(-logits))  # calibrated at temperature 1...
+    overconfident = 1 / (1 + np.exp(-3 * logits))  # ...reported three times too sharp
+    temperature = fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(3.0, rel=0.08)
+    assert calibration_error(scaled(overconfident, temperature), labels) < calibration_error(overconfident, labels) / 3
+
+    model, _ = build_model("reference", SIZE)
+    pixels = rng.integers(0, 256, (4, SIZE, SIZE, 3)).astype(np.float32)
+    before = model.predict(pixels, verbose=0).ravel()
+    calibrate(model, 2.5)
+    assert model.predict(pixels, verbose=0).ravel() == pytest.approx(scaled(before, 2.5), abs=1e-5)
+
+
+def test_training_on_two_sources_reports_each_and_the_pool(tmp_path: Path):
+    first = make_dataset(tmp_path / "gan", per_class=12, seed=1)
+    second = make_dataset(tmp_path / "swap", per_class=4, seed=2)
+    out = tmp_path / "two.keras"
+    config = TrainConfig(arch="compact", image_size=SIZE, epochs=1, batch_size=8, val_split=0.25, augmentation=FAST)
+    result = train([first, second], out, config, log=lambda line: None)
+    assert set(result.sources) == {"gan", "swap"}
+    spec = read_spec(out)
+    assert set(spec.training["val_sources"]) == {"gan", "swap"} and spec.training["trained_on"] == "gan, swap"
+    assert spec.training["data"]["swap"]["val"] == {"real": 1, "fake": 1}
+    assert result.evaluation.images == sum(card.images for card in result.sources.values())  # pooled
+    assert spec.training["calibration"]["temperature"] > 0
+
+
+def test_a_size_shortcut_within_a_source_is_named(data: Path):
+    from deepscan.evaluate import labelled_images
+    from deepscan.train import shortcut_aucs
+
+    aucs = shortcut_aucs(*labelled_images(str(data)))
+    assert aucs["file_size"] > 0.9  # flat PNGs are small, noise is large: a shortcut a model could learn
+    assert abs(aucs["pixels"] - 0.5) < 0.05  # every image has the same size (but the corrupt file)
+
+
+def write_pixels(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(path)

@@ -48,10 +48,12 @@ def info_command(
     table.add_row("input", f"{spec.image_size}x{spec.image_size} RGB, raw 0..255 pixels")
     table.add_row("score", f"probability of '{spec.classes[1]}'")
     table.add_row("threshold", f"{spec.threshold:.4f}")
+    table.add_row("trained on", spec.trained_on)
     table.add_row("deepscan version", spec.deepscan_version)
     table.add_row("device", device_name())
     for key, value in sorted(spec.training.items()):
-        table.add_row(f"training: {key.replace('_', ' ')}", _plain(value))
+        if key != "trained_on":
+            table.add_row(f"training: {key.replace('_', ' ')}", _plain(value))
     Console().print(table)
 
 
