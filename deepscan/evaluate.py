@@ -97,6 +97,7 @@ class Evaluation:
     per_class: dict[str, dict[str, float]]  # precision, recall, f1, support
     images_per_second: float
     calibration_error: float  # expected calibration error of the scores as probabilities (ECE, 10 bins)
+    reliability: list[dict[str, float]]  # the reliability diagram: mean score, fake share and images per bin
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +126,10 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, predicted: np.ndarra
     return {
         "roc_auc": roc_auc(scores, labels),
         "calibration_error": calibration_error(scores, labels),
+        "reliability": [
+            {"mean_score": mean, "fake_share": share, "images": count}
+            for mean, share, count in reliability(scores, labels)
+        ],
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
         "balanced_accuracy": float(np.mean(recalls)),
         "false_positive_rate": 1.0 - per_class["real"]["recall"],

@@ -171,6 +171,7 @@ def test_the_summary_names_the_failures_and_the_report(cli, tmp_path: Path, tiny
     assert "could not be scored" in text and "bad0.jpg: not an image" in text and "and 3 more" in text
     assert f"wrote {report}" in text
     assert re.search(r"device\W+(CPU|GPU)", text)
+    assert re.search(r"trained on\W+not recorded", text)  # the tiny model says nothing of what it covers
 
 
 def test_summary_json_on_stdout_beside_a_report_file(cli, photos: Path, tiny_model: Path, tmp_path: Path):
@@ -179,6 +180,7 @@ def test_summary_json_on_stdout_beside_a_report_file(cli, photos: Path, tiny_mod
     assert figures["exit_code"] == code == ExitCode.UNREADABLE and figures["report"] == str(tmp_path / "r.csv")
     assert figures["device"] in ("CPU",) or figures["device"].startswith("GPU")
     assert figures["failures"] == [{"path": str(photos / "nested" / "broken.jpg"), "error": ANY_ERROR}]
+    assert figures["models"][0]["trained_on"] == "not recorded"
 
 
 def test_help_reads_like_a_manual(cli):

@@ -50,3 +50,15 @@ def test_metrics_and_threshold_agree_with_scikit_learn_on_random_data(seed: int)
         flagged = scores >= cut
         assert flagged[~labels].mean() <= target
         assert flagged[labels].mean() == pytest.approx(tpr[fpr <= target].max())
+
+
+def test_calibration_error_and_reliability_bins_by_hand():
+    from deepscan.evaluate import calibration_error, reliability
+
+    scores = np.array([0.05, 0.05, 0.95, 0.95, 0.55, 0.55])
+    labels = np.array([0, 0, 1, 0, 1, 1], bool)
+    # bins: 0.0-0.1 (2 real: gap 0.05), 0.9-1.0 (1 of 2 fake: gap 0.45), 0.5-0.6 (2 fake: gap 0.45)
+    assert calibration_error(scores, labels) == pytest.approx((2 * 0.05 + 2 * 0.45 + 2 * 0.45) / 6)
+    assert reliability(scores, labels) == [(0.05, 0.0, 2), (0.55, 1.0, 2), (0.95, 0.5, 2)]
+    perfect = np.array([0.0, 1.0])
+    assert calibration_error(perfect, np.array([0, 1], bool)) == 0.0

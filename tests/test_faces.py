@@ -213,7 +213,7 @@ def test_train_on_face_crops_detects_once(photos: Path, tmp_path: Path, monkeypa
         faces=True,
         augmentation=Augmentation(rotation=0, shift=0, jpeg=0, blur=0),
     )
-    train(data_dir, out, config, log=lambda line: None)
+    train([data_dir], out, config, log=lambda line: None)
     spec = read_spec(out)
     assert spec.training["input"] == "face crops (as scan --faces)"
     assert spec.training["faces_found"] == 6  # every astronaut copy; the noise has none
@@ -223,4 +223,4 @@ def test_train_on_face_crops_detects_once(photos: Path, tmp_path: Path, monkeypa
         raise AssertionError("faces were detected again")
 
     monkeypatch.setattr(FaceFinder, "find", no_detection)
-    train(data_dir, out, config, log=lambda line: None)  # the detections come from m.faces.json
+    train([data_dir], out, config, log=lambda line: None)  # the detections come from m.faces.json

@@ -85,6 +85,7 @@ def test_scan_uses_the_trained_model_and_its_threshold(cli, trained: Path, data:
 def test_info_shows_the_recipe(cli, trained: Path):
     code, out, _ = cli("info", trained)
     assert code == 0 and "compact" in out and "training: epochs run" in out and "roc_auc=" in out
+    assert "│ trained on " in out and "training: val sources" in out
     assert out.count("│ input ") == 1  # the recipe's "input" is shown as a training row, not a second input
     assert "device" in out and ("CPU" in out or "GPU" in out)
 
@@ -206,7 +207,7 @@ def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_pa
     from deepscan.evaluate import Evaluation
 
     def chance(data_dir, out, config, log):
-        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1)
+        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1, [])
         return deepscan.train.TrainResult(Path(out), 1, False, card, [])
 
     monkeypatch.setattr(deepscan.train, "train", chance)
