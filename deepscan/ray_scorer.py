@@ -20,20 +20,18 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from deepscan.errors import DeepscanError
-from deepscan.faces import FaceScorer, FaceSettings, decode_working
+from deepscan.faces import FaceScorer, WorkingImage, decode_working
+from deepscan.job import ScanSettings, local_scorer
 from deepscan.pipeline import Source, decode_or_error
 from deepscan.record import Record
-from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel, WholeImageScorer
-
-if TYPE_CHECKING:
-    from deepscan.job import ScanSettings
+from deepscan.scorers import ScanModel, WholeImageScorer
 
 log = logging.getLogger("deepscan")
 
@@ -84,9 +82,8 @@ class RayScorer:
     """Whole images or faces, scored by Ray Data on a cluster: the same records as the local scorers."""
 
     address: str  # "local": a Ray started in this process; "auto": RAY_ADDRESS or a running cluster; host:port
+    settings: ScanSettings
     scan_models: list[ScanModel]
-    faces: FaceSettings | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
     stall_seconds: float = STALL_SECONDS
     window_files: int = WINDOW_FILES
     _device: str | None = field(default=None, init=False)
@@ -94,7 +91,7 @@ class RayScorer:
     @property
     def cache_key(self) -> str:
         """The local scorer's: the scores are the same, so cached ones serve both."""
-        return self._local_twin().cache_key
+        return local_scorer(self.settings, self.scan_models).cache_key
 
     @property
     def device(self) -> str | None:
@@ -114,7 +111,9 @@ class RayScorer:
             model_files = [(model.path.name, ray.put(model.path.read_bytes())) for model in self.scan_models]
             for window in _windows(sources, self.window_files, WINDOW_BYTES):
                 dataset = self._dataset(ray, window, plan, model_files)
-                batches = dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy", prefetch_batches=1)
+                batches = dataset.iter_batches(
+                    batch_size=self.settings.batch_size, batch_format="numpy", prefetch_batches=1
+                )
                 for batch in _watched(batches, self.stall_seconds):
                     yield [_record(row) for text in batch["records"] for row in json.loads(text)]
         finally:
@@ -123,29 +122,26 @@ class RayScorer:
 
     def _dataset(self, ray: Any, window: list[Source], plan: ActorPlan, model_files: list[tuple[str, Any]]) -> Any:
         items = [{"path": s.path, "data": s.data or b"", "has_data": s.data is not None} for s in window]
-        decode = _decode_faces if self.faces is not None else _decode_whole
+        decode = _decode_faces if self.settings.faces is not None else _decode_whole
         size = self.scan_models[0].spec.image_size
+        batch_size = self.settings.batch_size
         return (
             ray.data.from_items(items)
-            .map_batches(decode, fn_kwargs={"size": size}, batch_size=self.batch_size, num_cpus=1)
+            .map_batches(decode, fn_kwargs={"size": size}, batch_size=batch_size, num_cpus=1)
             .map_batches(
                 ScoringActor,
                 fn_constructor_kwargs={
                     "model_files": model_files,
-                    "faces": None if self.faces is None else asdict(self.faces),
-                    "batch_size": self.batch_size,
+                    "settings": self.settings,
                     "threads": int(plan.cpus_per_actor),
                 },
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
-                batch_size=self.batch_size,
+                batch_size=batch_size,
                 num_cpus=plan.cpus_per_actor,
                 num_gpus=plan.gpus_per_actor,
                 memory=ACTOR_MEMORY,  # also keeps Ray Data from fusing the decode tasks into the actors
             )
         )
-
-    def _local_twin(self) -> WholeImageScorer | FaceScorer:
-        return local_twin(self.scan_models, self.faces, self.batch_size)
 
 
 def ray_backend(
@@ -157,22 +153,15 @@ def ray_backend(
     def build(settings: ScanSettings, models: list[ScanModel]) -> RayScorer:
         if settings.save_crops is not None:
             raise DeepscanError("--save-crops writes on the machine that scores: not with --ray")
-        return RayScorer(address, models, settings.faces, settings.batch_size, stall_seconds)
+        return RayScorer(address, settings, models, stall_seconds)
 
     return build
-
-
-def local_twin(models: list[ScanModel], faces: FaceSettings | None, batch_size: int) -> WholeImageScorer | FaceScorer:
-    """The local scorer computing what a Ray actor computes (nothing is loaded until it scores)."""
-    if faces is None:
-        return WholeImageScorer(models[0], batch_size)
-    return FaceScorer(models[0], models[-1], faces, batch_size)
 
 
 class ScoringActor:
     """A Ray Data actor: the model(s) loaded once, then decoded batches in, each file's records (JSON) out."""
 
-    def __init__(self, model_files: list[tuple[str, Any]], faces: dict | None, batch_size: int, threads: int) -> None:
+    def __init__(self, model_files: list[tuple[str, Any]], settings: ScanSettings, threads: int) -> None:
         import ray
 
         from deepscan.runtime import tensorflow
@@ -187,9 +176,7 @@ class ScoringActor:
             path.parent.mkdir()
             path.write_bytes(ray.get(stored))
             models.append(ScanModel(path, "ray"))
-        if len(models) == 1 and faces is not None:
-            models *= 2  # one model for faces and whole images
-        self.scorer = local_twin(models, None if faces is None else FaceSettings(**faces), batch_size)
+        self.scorer = local_scorer(settings, models)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if isinstance(self.scorer, FaceScorer):
@@ -201,6 +188,7 @@ class ScoringActor:
             ]
             records = self.scorer.score_decoded(chunk)
         else:
+            assert isinstance(self.scorer, WholeImageScorer)
             records = _scored_whole(self.scorer.model, batch)
         by_file: dict[str, list[dict]] = {}
         for record in records:
@@ -220,9 +208,7 @@ def _scored_whole(model: ScanModel, batch: dict[str, np.ndarray]) -> list[Record
     ]
 
 
-def _working(pixels: np.ndarray, scale: float) -> Any:
-    from deepscan.faces import WorkingImage
-
+def _working(pixels: np.ndarray, scale: float) -> WorkingImage:
     return WorkingImage(np.asarray(pixels, dtype=np.uint8), float(scale))
 
 
@@ -296,20 +282,23 @@ def _watched(batches: Iterable[Any], stall_seconds: float) -> Iterator[Any]:
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
     done = threading.Event()
 
+    def offer(item: tuple[str, Any]) -> bool:
+        while not done.is_set():
+            try:
+                handoff.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def pull() -> None:
         try:
             for batch in batches:
-                while not done.is_set():
-                    try:
-                        handoff.put(("batch", batch), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if done.is_set():
+                if not offer(("batch", batch)):
                     return
-            handoff.put(("end", None))
+            offer(("end", None))
         except BaseException as err:  # handed to the main thread, which raises it
-            handoff.put(("error", err))
+            offer(("error", err))
 
     threading.Thread(target=pull, name="deepscan-ray-results", daemon=True).start()
     try:

@@ -1,9 +1,11 @@
-"""Validation ROC AUC against the share of training images used (for MODEL_CARD.md).
+"""Validation figures per source against the share of training images used (for MODEL_CARD.md).
 
-    python scripts/learning_curve.py ../shared/data --fractions 0.25 0.5 --work runs/curve
+    python scripts/learning_curve.py ../shared/data ../shared/faceswap --fractions 0.25 0.5 \\
+        --work runs/curve -- --epochs 16 --jpeg 0.5 --blur 0.5
 
-Each fraction trains the default model's recipe on a seeded, class-balanced subset of
-DATA_DIR/train (linked, never copied) and evaluates on the whole DATA_DIR/val.
+Each fraction trains on a seeded share of every DATA_DIR/train (linked, never copied;
+drawn by group, so the frames of one video stay together, and per class) with the train
+options given after '--', and evaluates on each whole DATA_DIR/val.
 """
 
 from __future__ import annotations
@@ -11,49 +13,62 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from deepscan.discovery import find_images
-
-RECIPE = ["--target-fpr", "0.1"]  # the train command's defaults are the shipped model's recipe
+from deepscan.evaluate import GROUP_PATTERN
 
 
 def subset(data: Path, fraction: float, folder: Path, seed: int = 1234) -> None:
-    """folder/train/{real,fake}: links to a share of each class; folder/val: a link to the whole val."""
+    """folder/train/{real,fake}: links to a share of each class's groups; folder/val: a link to the whole val."""
+    pattern = re.compile(GROUP_PATTERN)
     for label in ("real", "fake"):
-        files = list(find_images([data / "train" / label]))
-        random.Random(seed).shuffle(files)
+        groups: dict[str, list[str]] = {}
+        for path in find_images([data / "train" / label]):
+            found = pattern.search(Path(path).name)
+            groups.setdefault(found.group(1) if found else path, []).append(path)
+        keys = sorted(groups)
+        random.Random(seed).shuffle(keys)
         target = folder / "train" / label
         target.mkdir(parents=True, exist_ok=True)
-        for path in files[: round(len(files) * fraction)]:
-            (target / Path(path).name).symlink_to(Path(path).resolve())
+        for key in keys[: round(len(keys) * fraction)]:
+            for path in groups[key]:
+                (target / Path(path).name).symlink_to(Path(path).resolve())
     (folder / "val").symlink_to((data / "val").resolve(), target_is_directory=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", type=Path)
+    parser.add_argument("data", type=Path, nargs="+")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     parser.add_argument("--work", type=Path, default=Path("runs/curve"))
+    parser.add_argument("train_options", nargs=argparse.REMAINDER, help="after '--': options for deepscan train")
     args = parser.parse_args()
+    recipe = [option for option in args.train_options if option != "--"]
+    deepscan = [sys.executable, "-m", "deepscan"]
     for fraction in args.fractions:
-        folder = args.work / f"data-{fraction:g}"
-        if not folder.exists():
-            subset(args.data, fraction, folder)
+        folders = [args.work / f"{fraction:g}" / data.resolve().name for data in args.data]
+        for data, folder in zip(args.data, folders, strict=True):
+            if not folder.exists():
+                subset(data, fraction, folder)
         model = args.work / f"model-{fraction:g}.keras"
-        deepscan = [sys.executable, "-m", "deepscan"]
-        subprocess.run([*deepscan, "train", str(folder), "--out", str(model), *RECIPE], check=True)
+        subprocess.run([*deepscan, "train", *map(str, folders), "--out", str(model), "--target-fpr", "0.1", *recipe],
+                       check=True)  # fmt: skip
+        vals = [str(data / "val") for data in args.data]
         card = subprocess.run(
-            [*deepscan, "evaluate", str(args.data / "val"), "--model", str(model), "--format", "json"],
+            [*deepscan, "evaluate", *vals, "--model", str(model), "--format", "json"],
             check=True,
             capture_output=True,
             text=True,
         )
         figures = json.loads(card.stdout)
+        sources = figures.get("sources", {vals[0]: figures})
         keys = ("roc_auc", "balanced_accuracy", "false_positive_rate")
-        print(json.dumps({"fraction": fraction, **{k: round(figures[k], 4) for k in keys}}), flush=True)
+        per_source = {Path(name).parent.name: {k: round(card[k], 4) for k in keys} for name, card in sources.items()}
+        print(json.dumps({"fraction": fraction, **per_source}), flush=True)
 
 
 if __name__ == "__main__":

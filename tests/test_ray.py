@@ -76,7 +76,7 @@ def test_rows_arrive_in_order_across_windows_and_batches(local_ray, images: list
     models = ScanJob(settings).models
 
     def small_windows(settings: ScanSettings, models: list) -> RayScorer:
-        return RayScorer("local", models, batch_size=settings.batch_size, window_files=7)
+        return RayScorer("local", settings, models, window_files=7)
 
     assert [m.identity for m in models] == [m.identity for m in ScanJob(settings, backend=small_windows).models]
     assert_same_rows(records(settings, images, small_windows), records(settings, images))
