@@ -55,7 +55,7 @@ SCHEDULES = ("cosine", "plateau")
 class TrainConfig:
     arch: str = "compact"
     image_size: int | None = None  # default: the architecture's own
-    epochs: int = 120
+    epochs: int = 24
     batch_size: int = 32
     learning_rate: float = 1e-3
     # "cosine": the rate decays to 0 over all epochs, which all run, and the last weights are kept;

@@ -101,7 +101,7 @@ def train_command(
     ] = None,
     epochs: Annotated[
         int, typer.Option(min=1, help="Epochs to run (at most, with --schedule plateau).", rich_help_panel=LOOP)
-    ] = 120,
+    ] = 24,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.", rich_help_panel=LOOP)] = 32,
     lr: Annotated[
         float, typer.Option(min=0.0, help="Adam learning rate (the start of the schedule).", rich_help_panel=LOOP)
