@@ -432,10 +432,13 @@ def train(
         source.name: _score(model, ds, bad)
         for source, ds, (_, bad) in zip(sources, val_batches, val_parts, strict=True)
     }
-    temperature = fit_temperature(
-        np.concatenate([s.scores for s in raw.values()]), np.concatenate([s.labels for s in raw.values()])
-    )
-    calibrate(model, temperature)
+    pooled_raw = _pooled(list(raw.values()))
+    temperature = fit_temperature(pooled_raw.scores, pooled_raw.labels)
+    uncalibrated = calibration_error(pooled_raw.scores, pooled_raw.labels)
+    if calibration_error(scaled(pooled_raw.scores, temperature), pooled_raw.labels) < uncalibrated:
+        calibrate(model, temperature)
+    else:
+        temperature = 1.0  # calibrate only where it helps
     scored = {name: replace(s, scores=scaled(s.scores, temperature)) for name, s in raw.items()}
     spec.threshold = _threshold(list(scored.values()), config.target_fpr)
     pooled = _pooled(list(scored.values()))
