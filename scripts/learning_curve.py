@@ -45,9 +45,8 @@ def main() -> None:
     parser.add_argument("data", type=Path, nargs="+")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     parser.add_argument("--work", type=Path, default=Path("runs/curve"))
-    parser.add_argument("train_options", nargs=argparse.REMAINDER, help="after '--': options for deepscan train")
-    args = parser.parse_args()
-    recipe = [option for option in args.train_options if option != "--"]
+    ours, recipe = _split_at_double_dash(sys.argv[1:])  # after '--': options for deepscan train
+    args = parser.parse_args(ours)
     deepscan = [sys.executable, "-m", "deepscan"]
     for fraction in args.fractions:
         folders = [args.work / f"{fraction:g}" / data.resolve().name for data in args.data]
@@ -69,6 +68,13 @@ def main() -> None:
         keys = ("roc_auc", "balanced_accuracy", "false_positive_rate")
         per_source = {Path(name).parent.name: {k: round(card[k], 4) for k in keys} for name, card in sources.items()}
         print(json.dumps({"fraction": fraction, **per_source}), flush=True)
+
+
+def _split_at_double_dash(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
 
 
 if __name__ == "__main__":
