@@ -114,8 +114,11 @@ class RayScorer:
                 batches = dataset.iter_batches(
                     batch_size=self.settings.batch_size, batch_format="numpy", prefetch_batches=1
                 )
-                for batch in _watched(batches, self.stall_seconds):
-                    yield [_record(row) for text in batch["records"] for row in json.loads(text)]
+                try:
+                    for batch in _watched(batches, self.stall_seconds):
+                        yield [_record(row) for text in batch["records"] for row in json.loads(text)]
+                finally:
+                    _stop(dataset)
         finally:
             if started_here:
                 ray.shutdown()  # also ends this driver's actors and tasks on the cluster
@@ -317,6 +320,17 @@ def _watched(batches: Iterable[Any], stall_seconds: float) -> Iterator[Any]:
             yield value
     finally:
         done.set()
+
+
+def _stop(dataset: Any) -> None:
+    """End a dataset's execution now (a stall, an error, Ctrl-C), even on a Ray this scan did not start.
+
+    Ray Data has no public call for it; without one the executor thread would
+    go on waiting for actors until that Ray shuts down.
+    """
+    executor = getattr(dataset, "_current_executor", None)
+    if executor is not None:
+        executor.shutdown(force=True)
 
 
 def _first_line(err: BaseException) -> str:

@@ -208,7 +208,7 @@ def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_pa
 
     def chance(data_dir, out, config, log):
         card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1, [])
-        return deepscan.train.TrainResult(Path(out), 1, False, card, [])
+        return deepscan.train.TrainResult(Path(out), 1, False, card, [], {"data": card})
 
     monkeypatch.setattr(deepscan.train, "train", chance)
     code, _, err = cli("train", data, "--out", tmp_path / "m.keras")
