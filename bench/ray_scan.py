@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +57,7 @@ def decode_rate_one_cpu(paths: list[str], size: int) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
-def actor_rate_one_cpu(model: Path, batch_size: int, batches: int) -> float:
+def actor_rate_one_cpu(model: Path | str, batch_size: int, batches: int) -> float:
     """The scoring actor's work on one thread: the model on uint8 batches already decoded."""
     tf = tensorflow()
     tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -92,8 +93,10 @@ def main() -> None:
     finally:
         ray.shutdown()
     decode_cpu = decode_rate_one_cpu(paths[:500], size)
-    # A separate process would be cleaner; TensorFlow's thread pools are fixed once used, so this goes last.
-    actor_cpu = actor_rate_one_cpu(args.model, args.batch_size, 20)
+    # In a fresh process: TensorFlow's thread pools are fixed once this one has used them.
+    probe = f"import ray_scan; print(ray_scan.actor_rate_one_cpu({str(args.model)!r}, {args.batch_size}, 20))"
+    found = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).parent, capture_output=True, text=True)
+    actor_cpu = float(found.stdout.split()[-1])
 
     plan = ActorPlan.for_cluster(cpus, 0)
     print(f"{args.count} JPEGs 256x256, model {args.model.name}, batch {args.batch_size}, {cpus} CPUs\n")
