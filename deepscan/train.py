@@ -168,15 +168,16 @@ def shortcut_aucs(paths: list[str], labels: list[int]) -> dict[str, float]:
     """
     sizes, pixels, qualities = [], [], []
     for path in paths:
-        sizes.append(os.path.getsize(path))
         try:
+            size = os.path.getsize(path)
             with Image.open(path) as image:
-                pixels.append(image.width * image.height)
                 tables = getattr(image, "quantization", None) or {}
-                qualities.append(float(np.mean(tables[0])) if 0 in tables else 0.0)
-        except (OSError, ValueError):
-            pixels.append(0)
-            qualities.append(0.0)
+                found = (image.width * image.height, float(np.mean(tables[0])) if 0 in tables else 0.0)
+        except (OSError, ValueError):  # unreadable files are skipped with a warning later
+            size, found = 0, (0, 0.0)
+        sizes.append(size)
+        pixels.append(found[0])
+        qualities.append(found[1])
     truth = np.array(labels, bool)
     return {
         name: round(roc_auc(np.array(values, float), truth), 4)
