@@ -27,10 +27,16 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Ray in this process with two CPUs, as the issue's tests ask."""
+    """Ray in this process with two CPUs, as the issue's tests ask.
+
+    ray.init installs a SIGTERM handler that exits the process with 1 and
+    leaves it behind after shutdown: the suite's own handler is put back.
+    """
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @pytest.fixture
