@@ -35,16 +35,10 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error: the gap between score and fake frequency, averaged over equal-width bins."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
     if not len(scores):
         return float("nan")
-    which = np.minimum((scores * bins).astype(int), bins - 1)
-    gap = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            gap += members.sum() * abs(scores[members].mean() - labels[members].mean())
-    return float(gap / len(scores))
+    gaps = sum(count * abs(mean - share) for mean, share, count in reliability(scores, labels, bins))
+    return float(gaps / len(scores))
 
 
 def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:

@@ -125,12 +125,14 @@ class RayScorer:
 
     def _dataset(self, ray: Any, window: list[Source], plan: ActorPlan, model_files: list[tuple[str, Any]]) -> Any:
         items = [{"path": s.path, "data": s.data or b"", "has_data": s.data is not None} for s in window]
-        decode = _decode_faces if self.settings.faces is not None else _decode_whole
-        size = self.scan_models[0].spec.image_size
+        if self.settings.faces is None:
+            decode, sized = _decode_whole, {"size": self.scan_models[0].spec.image_size}
+        else:
+            decode, sized = _decode_faces, {}  # the working image has its own size
         batch_size = self.settings.batch_size
         return (
             ray.data.from_items(items)
-            .map_batches(decode, fn_kwargs={"size": size}, batch_size=batch_size, num_cpus=1)
+            .map_batches(decode, fn_kwargs=sized, batch_size=batch_size, num_cpus=1)
             .map_batches(
                 ScoringActor,
                 fn_constructor_kwargs={
@@ -245,9 +247,8 @@ def _decode_whole(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarr
     }
 
 
-def _decode_faces(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+def _decode_faces(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Read task for face mode: the working image faces are found in, as the local face scorer decodes it."""
-    del size  # the working image has its own size
     images = [
         decode_working(str(path), bytes(data) if has_data else None)
         for path, data, has_data in zip(batch["path"], batch["data"], batch["has_data"], strict=True)
