@@ -101,7 +101,7 @@ class RayScorer:
         return self.scan_models
 
     def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
-        ray = _import_ray()
+        ray = import_ray()
         started_here = _connect(ray, self.address)
         try:
             resources = ray.cluster_resources()
@@ -111,14 +111,8 @@ class RayScorer:
             model_files = [(model.path.name, ray.put(model.path.read_bytes())) for model in self.scan_models]
             for window in _windows(sources, self.window_files, WINDOW_BYTES):
                 dataset = self._dataset(ray, window, plan, model_files)
-                batches = dataset.iter_batches(
-                    batch_size=self.settings.batch_size, batch_format="numpy", prefetch_batches=1
-                )
-                try:
-                    for batch in _watched(batches, self.stall_seconds):
-                        yield [_record(row) for text in batch["records"] for row in json.loads(text)]
-                finally:
-                    _stop(dataset)
+                for batch in _watched(dataset, self.settings.batch_size, self.stall_seconds):
+                    yield [_record(row) for text in batch["records"] for row in json.loads(text)]
         finally:
             if started_here:
                 ray.shutdown()  # also ends this driver's actors and tasks on the cluster
@@ -277,12 +271,15 @@ def _windows(sources: Iterable[Source], max_files: int, max_bytes: int) -> Itera
         yield window
 
 
-def _watched(batches: Iterable[Any], stall_seconds: float) -> Iterator[Any]:
-    """The batches, or a ClusterError when none arrives for ``stall_seconds``.
+def _watched(dataset: Any, batch_size: int, stall_seconds: float) -> Iterator[Any]:
+    """The dataset's batches, or a ClusterError when none arrives for ``stall_seconds``.
 
     Ray Data is consumed in a helper thread so that the wait can time out,
-    and so that Ctrl-C reaches the main thread at once.
+    and so that Ctrl-C reaches the main thread at once. However it ends, the
+    dataset's execution is stopped; a helper thread still blocked in Ray Data
+    ends with an error once Ray shuts down (see import_ray).
     """
+    batches = dataset.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=1)
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
     done = threading.Event()
 
@@ -321,6 +318,7 @@ def _watched(batches: Iterable[Any], stall_seconds: float) -> Iterator[Any]:
             yield value
     finally:
         done.set()
+        _stop(dataset)
 
 
 def _stop(dataset: Any) -> None:
@@ -339,7 +337,16 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
+    """Import Ray (and Ray Data) with its automatic ``ray.init`` off, unless the caller chose otherwise.
+
+    deepscan joins or starts Ray explicitly. Left on, Ray's auto-init lets a
+    Ray Data thread still winding down after a stopped scan start a whole new
+    local Ray inside this process once the scan has shut its own down. Set
+    before Ray is first imported; a program that imported Ray itself keeps
+    its own setting.
+    """
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         import ray
         import ray.data
@@ -354,10 +361,11 @@ def _connect(ray: Any, address: str) -> bool:
     context.execution_options.preserve_order = True  # rows come back in input order
     context.enable_progress_bars = False  # deepscan draws its own
     context.print_on_execution_start = False
-    # Ray's own start-up notes and warnings only with -v: the scan reports what matters itself.
+    # Ray's own notes, warnings and errors only with -v: the scan reports what matters itself (a failed
+    # batch as a ClusterError), and a stopped scan's Ray Data threads log a traceback as they wind down.
     verbose = log.isEnabledFor(logging.INFO)
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.CRITICAL)
     if not verbose:  # Ray's C++ core worker logs to stderr too: an error line for every actor Ray Data starts
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # (ray-project/ray#53727)
     if ray.is_initialized():

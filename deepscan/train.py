@@ -8,7 +8,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ class TrainConfig:
     resume: bool = False
     tensorboard: Path | None = None
     trained_on: str = ""  # what the model covers, in a few words; default: the sources' names
+    source_weights: tuple[float, ...] = ()  # each source's share of an epoch's draws; (): equal shares
 
 
 @dataclass
@@ -258,10 +259,22 @@ def labelled_dataset(
     return usable.map(lambda path, pixels, error, label: (pixels, label)), unreadable
 
 
-def balanced_mix(parts: list[tuple[Any, int]], seed: int) -> Any:
-    """Endless draws in equal parts from each (dataset, size), each reshuffled on every pass, whatever their sizes."""
+def balanced_mix(parts: list[tuple[Any, int]], seed: int, weights: Sequence[float] = ()) -> Any:
+    """Endless draws from each (dataset, size), reshuffled on every pass, in the shares ``weights`` give
+    (equal shares by default) whatever their sizes."""
     endless = [dataset.shuffle(max(size, 1), seed=seed).repeat() for dataset, size in parts]
-    return endless[0] if len(endless) == 1 else tf.data.Dataset.sample_from_datasets(endless, seed=seed)
+    if len(endless) == 1:
+        return endless[0]
+    return tf.data.Dataset.sample_from_datasets(endless, list(source_shares(len(parts), weights)), seed=seed)
+
+
+def source_shares(count: int, weights: Sequence[float] = ()) -> np.ndarray:
+    """Each of ``count`` sources' share of the draws: ``weights`` normalised, or equal shares."""
+    if not weights:
+        return np.full(count, 1 / count)
+    if len(weights) != count or min(weights) <= 0:
+        raise DataError(f"--source-weight: give one positive weight per DATA_DIR ({count}), not {list(weights)}")
+    return np.asarray(weights, float) / sum(weights)
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -309,15 +322,17 @@ def train(
 ) -> TrainResult:
     """Train a model on one or more labelled folders and save it, with its threshold and recipe, to ``out``.
 
-    Every source weighs the same in each epoch whatever its size (an epoch
-    draws as many images as all sources hold together, half from each of
-    two); validation is reported per source and pooled. Artefacts beside
+    Each source has its share of every epoch whatever its size (an epoch
+    draws as many images as all sources hold together; equal shares unless
+    ``config.source_weights`` says otherwise); validation is reported per
+    source and pooled. Artefacts beside
     ``out``: ``<stem>.history.csv`` (per-epoch metrics) and, while training
     or after an interruption, ``<stem>.training/`` (the weights kept so far
     and the backup that ``resume`` continues from).
     """
     if config.schedule not in SCHEDULES:
         raise DataError(f"unknown schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})")
+    shares = source_shares(len(data_dirs), config.source_weights)
     out = Path(out)
     work = out.with_name(f"{out.stem}.training")
     if not config.resume and work.exists():
@@ -367,7 +382,7 @@ def train(
 
     augment = augmentation_layers(config.augmentation, config.crop)
     train_ds = (
-        balanced_mix(train_parts, config.seed)
+        balanced_mix(train_parts, config.seed, config.source_weights)
         .batch(config.batch_size)
         .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
@@ -380,8 +395,8 @@ def train(
     for more in val_batches[1:]:
         pooled_val = pooled_val.concatenate(more)
 
-    # Classes weigh the same within the mixture the epochs draw (each source in equal parts).
-    fake_share = float(np.mean([np.mean(source.split.train_labels or [0.5]) for source in sources]))
+    # Classes weigh the same within the mixture the epochs draw (each source in its share).
+    fake_share = float(np.dot(shares, [np.mean(source.split.train_labels or [0.5]) for source in sources]))
     class_weight = {0: 0.5 / max(1 - fake_share, 1e-6), 1: 0.5 / max(fake_share, 1e-6)}
 
     steps_per_epoch = -(-train_total // config.batch_size)

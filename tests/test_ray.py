@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -17,12 +18,14 @@ import pytest
 
 from deepscan.errors import ExitCode
 from deepscan.job import ScanJob, ScanSettings
-from deepscan.ray_scorer import ActorPlan, ClusterError, RayScorer, ray_backend
+from deepscan.ray_scorer import ActorPlan, ClusterError, RayScorer, import_ray, ray_backend
 
 from .conftest import write_image
 from .test_awkward import interrupt_mid_scan, many_images, start_scan
 
-ray = pytest.importorskip("ray")
+if importlib.util.find_spec("ray") is None:  # looked up without importing Ray...
+    pytest.skip("Ray is not installed", allow_module_level=True)
+ray = import_ray()  # ...which deepscan imports its own way
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +34,16 @@ def local_ray():
 
     ray.init installs a SIGTERM handler that exits the process with 1 and
     leaves it behind after shutdown: the suite's own handler is put back.
+    After the shutdown, no thread left by a stopped scan may start a new Ray
+    in this process (Ray's auto-init, which deepscan turns off).
     """
     on_sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
     signal.signal(signal.SIGTERM, on_sigterm)
+    time.sleep(5)  # the stalled scan's Ray Data threads wake up and fail now
+    assert not ray.is_initialized(), "a thread left by a scan started a new Ray after the shutdown"
 
 
 @pytest.fixture

@@ -257,6 +257,15 @@ def test_every_source_weighs_the_same_in_the_mix_whatever_its_size():
     small = tf.data.Dataset.from_tensor_slices(np.ones(20, np.float32))
     drawn = np.array(list(balanced_mix([(big, 500), (small, 20)], seed=1).take(4000).as_numpy_iterator()))
     assert abs(drawn.mean() - 0.5) < 0.03  # 20 images drawn as often as 500
+    weighted = balanced_mix([(big, 500), (small, 20)], seed=1, weights=(1, 3)).take(4000)
+    assert abs(np.mean(list(weighted.as_numpy_iterator())) - 0.75) < 0.03  # --source-weight 1 --source-weight 3
+
+
+def test_source_weights_need_one_positive_weight_per_source(data: Path, tmp_path: Path):
+    for weights in [(1.0,), (1.0, 0.0)]:
+        with pytest.raises(DataError, match=r"one positive weight per DATA_DIR \(2\)"):
+            train([data, data], tmp_path / "m.keras", TrainConfig(epochs=1, source_weights=weights))
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
 def test_temperature_scaling_recovers_overconfidence_and_is_stored_in_the_weights():

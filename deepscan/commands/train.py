@@ -35,7 +35,7 @@ def train_command(
             exists=True,
             file_okay=False,
             help="Folders with real/ and fake/, or with train/ and val/ each holding real/ and fake/; "
-            "several are mixed in equal parts each epoch.",
+            "several are mixed in equal parts each epoch (see --source-weight).",
             show_default=False,
         ),
     ],
@@ -87,6 +87,16 @@ def train_command(
             rich_help_panel=DATA,
         ),
     ] = GROUP_PATTERN,
+    source_weight: Annotated[
+        list[float] | None,
+        typer.Option(
+            min=0.0,
+            metavar="WEIGHT",
+            help="Each DATA_DIR's weight in every epoch's draws, once per DATA_DIR in their order "
+            "(--source-weight 1 --source-weight 2: a third from the first); default: equal.",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     trained_on: Annotated[
         str,
         typer.Option(
@@ -185,6 +195,7 @@ def train_command(
         val_split=val_split,
         group_pattern=group_pattern,
         trained_on=trained_on,
+        source_weights=tuple(source_weight or ()),
         patience=patience,
         seed=seed,
         target_fpr=target_fpr,
