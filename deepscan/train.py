@@ -259,7 +259,7 @@ def labelled_dataset(
     return usable.map(lambda path, pixels, error, label: (pixels, label)), unreadable
 
 
-def balanced_mix(parts: list[tuple[Any, int]], seed: int, weights: Sequence[float] = ()) -> Any:
+def source_mix(parts: list[tuple[Any, int]], seed: int, weights: Sequence[float] = ()) -> Any:
     """Endless draws from each (dataset, size), reshuffled on every pass, in the shares ``weights`` give
     (equal shares by default) whatever their sizes."""
     endless = [dataset.shuffle(max(size, 1), seed=seed).repeat() for dataset, size in parts]
@@ -325,10 +325,10 @@ def train(
     Each source has its share of every epoch whatever its size (an epoch
     draws as many images as all sources hold together; equal shares unless
     ``config.source_weights`` says otherwise); validation is reported per
-    source and pooled. Artefacts beside
-    ``out``: ``<stem>.history.csv`` (per-epoch metrics) and, while training
-    or after an interruption, ``<stem>.training/`` (the weights kept so far
-    and the backup that ``resume`` continues from).
+    source and pooled. Artefacts beside ``out``: ``<stem>.history.csv``
+    (per-epoch metrics) and, while training or after an interruption,
+    ``<stem>.training/`` (the weights kept so far and the backup that
+    ``resume`` continues from).
     """
     if config.schedule not in SCHEDULES:
         raise DataError(f"unknown schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})")
@@ -382,7 +382,7 @@ def train(
 
     augment = augmentation_layers(config.augmentation, config.crop)
     train_ds = (
-        balanced_mix(train_parts, config.seed, config.source_weights)
+        source_mix(train_parts, config.seed, config.source_weights)
         .batch(config.batch_size)
         .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
