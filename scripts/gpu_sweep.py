@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # deepscan, from this checkout
+
 SIZE = 128
 SOURCES = ("data", "faceswap")  # the first is the StyleGAN source, the second the face swaps
 
@@ -88,7 +90,6 @@ ROUNDS = {
 
 def pack(data_dir: Path, swap_dir: Path, out: Path) -> None:
     """Two pickles of {name: bytes} that each fit one call's 64 MiB with the repository."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from deepscan.pipeline import decode_image
 
     out.mkdir(parents=True, exist_ok=True)
@@ -142,37 +143,24 @@ def decode_all(packed: Path, arrays: Path) -> None:
                         np.save(arrays / f"{source}_{split}_{kind}.npy", np.stack([m[k] for m in made]))
 
 
-# --- metrics -----------------------------------------------------------------------
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mann-Whitney ROC AUC, ties counted half."""
-    fake, real = scores[labels == 1], scores[labels == 0]
-    order = np.sort(real)
-    below = np.searchsorted(order, fake, "left")
-    ties = np.searchsorted(order, fake, "right") - below
-    return float((below + ties / 2).sum() / (len(fake) * len(real)))
-
-
-def fpr_threshold(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.1) -> float:
-    """The lowest threshold at which at most ``fpr`` of the real images score at or above it."""
-    real = np.sort(scores[labels == 0])
-    allowed = int(np.floor(fpr * len(real)))
-    return float(np.nextafter(real[len(real) - allowed - 1], 1)) if allowed < len(real) else 0.0
-
-
-def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    return float(((scores[labels == 1] >= threshold).mean() + (scores[labels == 0] < threshold).mean()) / 2)
+# --- metrics: deepscan's own, as `deepscan train --target-fpr 0.1` and `evaluate` compute them ---
 
 
 def figures(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    own = {s: fpr_threshold(scores[s], labels[s]) for s in scores}
+    """Per source: ROC AUC, and balanced accuracy at the source's own and at the shared 10%-FPR threshold."""
+    from deepscan.evaluate import choose_threshold, compute_metrics, roc_auc
+
+    own = {s: choose_threshold(scores[s], labels[s], target_fpr=0.1) for s in scores}
     shared = max(own.values())
+
+    def balanced(s: str, threshold: float) -> float:
+        return round(compute_metrics(scores[s], labels[s], scores[s] >= threshold)["balanced_accuracy"], 4)
+
     return {
         s: {
             "auc": round(roc_auc(scores[s], labels[s]), 4),
-            "bal_own": round(balanced_accuracy(scores[s], labels[s], own[s]), 4),
-            "bal_shared": round(balanced_accuracy(scores[s], labels[s], shared), 4),
+            "bal_own": balanced(s, own[s]),
+            "bal_shared": balanced(s, shared),
         }
         for s in scores
     }
@@ -184,7 +172,6 @@ def figures(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dic
 def train(recipe: Recipe, arrays: Path) -> dict:
     import keras
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from deepscan.model import _high_pass_resnet
 
     def load(source: str, split: str, kind: str = "x") -> np.ndarray:
