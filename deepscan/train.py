@@ -259,13 +259,13 @@ def labelled_dataset(
     return usable.map(lambda path, pixels, error, label: (pixels, label)), unreadable
 
 
-def source_mix(parts: list[tuple[Any, int]], seed: int, weights: Sequence[float] = ()) -> Any:
-    """Endless draws from each (dataset, size), reshuffled on every pass, in the shares ``weights`` give
-    (equal shares by default) whatever their sizes."""
+def source_mix(parts: list[tuple[Any, int]], seed: int, shares: Sequence[float] | None = None) -> Any:
+    """Endless draws from each (dataset, size), reshuffled on every pass, in ``shares`` (equal by default)
+    whatever their sizes."""
     endless = [dataset.shuffle(max(size, 1), seed=seed).repeat() for dataset, size in parts]
     if len(endless) == 1:
         return endless[0]
-    return tf.data.Dataset.sample_from_datasets(endless, list(source_shares(len(parts), weights)), seed=seed)
+    return tf.data.Dataset.sample_from_datasets(endless, None if shares is None else list(shares), seed=seed)
 
 
 def source_shares(count: int, weights: Sequence[float] = ()) -> np.ndarray:
@@ -382,7 +382,7 @@ def train(
 
     augment = augmentation_layers(config.augmentation, config.crop)
     train_ds = (
-        source_mix(train_parts, config.seed, config.source_weights)
+        source_mix(train_parts, config.seed, shares)
         .batch(config.batch_size)
         .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)

@@ -251,13 +251,13 @@ def test_frames_of_one_video_stay_on_one_side_of_the_split(tmp_path: Path):
 def test_each_source_has_its_share_of_the_mix_whatever_its_size():
     import tensorflow as tf
 
-    from deepscan.train import source_mix
+    from deepscan.train import source_mix, source_shares
 
     big = tf.data.Dataset.from_tensor_slices(np.zeros(500, np.float32))
     small = tf.data.Dataset.from_tensor_slices(np.ones(20, np.float32))
     drawn = np.array(list(source_mix([(big, 500), (small, 20)], seed=1).take(4000).as_numpy_iterator()))
     assert abs(drawn.mean() - 0.5) < 0.03  # 20 images drawn as often as 500
-    weighted = source_mix([(big, 500), (small, 20)], seed=1, weights=(1, 3)).take(4000)
+    weighted = source_mix([(big, 500), (small, 20)], seed=1, shares=source_shares(2, (1, 3))).take(4000)
     assert abs(np.mean(list(weighted.as_numpy_iterator())) - 0.75) < 0.03  # --source-weight 1 --source-weight 3
 
 
