@@ -11,7 +11,7 @@ below 10% (on that source, and shared by all, as `--target-fpr 0.1` picks it).
 
     # here: pack the sources (faceswap's bytes as they are; data/ decoded to 128 px, JPEG 95)
     python scripts/gpu_sweep.py pack ../shared/data ../shared/faceswap --out .sweep
-    # there (KERAS_BACKEND=jax, keras on PYTHONPATH): every recipe of a round, 8 at once
+    # there (keras on PYTHONPATH; it runs on JAX): every recipe of a round, 8 at once
     python scripts/gpu_sweep.py run .sweep --round 1 --workers 8 --budget 500
 
 Results: one JSON line per recipe in $OUT/results.jsonl (or --results). A recipe found here
@@ -29,12 +29,16 @@ import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before deepscan, which would pick TensorFlow
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # deepscan, from this checkout
+
+from deepscan.pipeline import decode_image
 
 SIZE = 128
 SOURCES = ("data", "faceswap")  # the first is the StyleGAN source, the second the face swaps
@@ -90,8 +94,6 @@ ROUNDS = {
 
 def pack(data_dir: Path, swap_dir: Path, out: Path) -> None:
     """Two pickles of {name: bytes} that each fit one call's 64 MiB with the repository."""
-    from deepscan.pipeline import decode_image
-
     out.mkdir(parents=True, exist_ok=True)
     swaps = {f"faceswap/{p.relative_to(swap_dir)}": p.read_bytes() for p in sorted(swap_dir.glob("*/*/*.jpg"))}
     train = {name: blob for name, blob in swaps.items() if name.startswith("faceswap/train/")}
@@ -103,13 +105,6 @@ def pack(data_dir: Path, swap_dir: Path, out: Path) -> None:
     for name, part in (("swap_train.pkl", train), ("rest.pkl", rest)):
         with open(out / name, "wb") as file:
             pickle.dump(part, file)
-
-
-def _decode(blob: bytes) -> np.ndarray:
-    image = Image.open(io.BytesIO(blob)).convert("RGB")
-    if image.size != (SIZE, SIZE):
-        image = image.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(image)
 
 
 def _variants(args: tuple[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,7 +129,7 @@ def decode_all(packed: Path, arrays: Path) -> None:
         for source in SOURCES:
             for split in ("train", "val"):
                 names = sorted(n for n in blobs if n.startswith(f"{source}/{split}/"))
-                pixels = np.stack(pool.map(_decode, [blobs[n] for n in names], chunksize=64))
+                pixels = np.stack(pool.map(partial(decode_image, size=SIZE), [blobs[n] for n in names], chunksize=64))
                 np.save(arrays / f"{source}_{split}_x.npy", pixels)
                 np.save(arrays / f"{source}_{split}_y.npy", np.array(["/fake/" in n for n in names], np.float32))
                 if split == "train":
@@ -243,7 +238,6 @@ def train(recipe: Recipe, arrays: Path) -> dict:
 
 
 def worker(recipes: mp.Queue, arrays: Path, results: Path, deadline: float) -> None:
-    os.environ.setdefault("KERAS_BACKEND", "jax")
     while time.time() < deadline:
         try:
             recipe = recipes.get_nowait()
