@@ -40,6 +40,7 @@ WINDOW_FILES = 20_000  # files handed to Ray Data at once: the actor pool starts
 WINDOW_BYTES = 256 << 20  # file bytes read by the driver (to hash them for the cache) carried in one window
 ACTOR_MEMORY = 1 << 30  # reserved per scoring actor: TensorFlow, the model(s), a few batches
 STALL_SECONDS = 300.0  # no row for this long: the scan stops with an error instead of hanging
+STOP_SECONDS = 30.0  # how long a stopped scan waits for Ray Data's threads to wind down
 
 
 class ClusterError(DeepscanError):
@@ -276,8 +277,8 @@ def _watched(dataset: Any, batch_size: int, stall_seconds: float) -> Iterator[An
 
     Ray Data is consumed in a helper thread so that the wait can time out,
     and so that Ctrl-C reaches the main thread at once. However it ends, the
-    dataset's execution is stopped; a helper thread still blocked in Ray Data
-    ends with an error once Ray shuts down (see import_ray).
+    dataset's execution is stopped and the helper thread waited for: a thread
+    still inside Ray Data when Ray shuts down can end the whole process.
     """
     batches = dataset.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=1)
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
@@ -301,7 +302,8 @@ def _watched(dataset: Any, batch_size: int, stall_seconds: float) -> Iterator[An
         except BaseException as err:  # handed to the main thread, which raises it
             offer(("error", err))
 
-    threading.Thread(target=pull, name="deepscan-ray-results", daemon=True).start()
+    puller = threading.Thread(target=pull, name="deepscan-ray-results", daemon=True)
+    puller.start()
     try:
         while True:
             try:
@@ -319,17 +321,23 @@ def _watched(dataset: Any, batch_size: int, stall_seconds: float) -> Iterator[An
     finally:
         done.set()
         _stop(dataset)
+        puller.join(timeout=STOP_SECONDS)
+        if puller.is_alive():
+            log.info("Ray Data was still returning results %.0f s after the scan stopped", STOP_SECONDS)
 
 
 def _stop(dataset: Any) -> None:
     """End a dataset's execution now (a stall, an error, Ctrl-C), even on a Ray this scan did not start.
 
-    Ray Data has no public call for it; without one the executor thread would
-    go on waiting for actors until that Ray shuts down.
+    Ray Data has no public call for it, and the dataset only records its
+    executor once a first block is out (never, when the cluster stalls), so
+    the executor is found by its thread, which Ray Data names after the
+    dataset. Left running, it would wait for actors until Ray shuts down.
     """
-    executor = getattr(dataset, "_current_executor", None)
-    if executor is not None:
-        executor.shutdown(force=True)
+    name = f"StreamingExecutor-{dataset.get_dataset_id()}"
+    for thread in threading.enumerate():
+        if thread.name == name and hasattr(thread, "shutdown"):
+            thread.shutdown(force=True)
 
 
 def _first_line(err: BaseException) -> str:
