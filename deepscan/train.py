@@ -41,7 +41,7 @@ class Augmentation:
     """Training-only augmentation; a zero (or False) turns a transform off."""
 
     rotation: float = 0.0  # fraction of a full turn (0.05 = +/-18 degrees)
-    shift: float = 0.0  # fraction of the image size
+    shift: float = 0.0  # fraction of the image size (every source's, unless TrainConfig.source_shifts)
     flip: bool = True
     brightness: float = 0.2  # fraction of the 0..255 range
     jpeg: float = 0.3  # probability of JPEG re-compression at quality 30..100 (Wang et al. 2020)
@@ -75,6 +75,7 @@ class TrainConfig:
     tensorboard: Path | None = None
     trained_on: str = ""  # what the model covers, in a few words; default: the sources' names
     source_weights: tuple[float, ...] = ()  # each source's share of an epoch's draws; (): equal shares
+    source_shifts: tuple[float, ...] = ()  # each source's random shift; (): augmentation.shift for all
 
 
 @dataclass
@@ -217,8 +218,14 @@ class RandomBlur(keras.layers.Layer):
         return tf.map_fn(one, images)
 
 
-def augmentation_layers(aug: Augmentation, crop: int | None = None) -> keras.Sequential:
-    """The training augmentation: preprocessing layers over batches of 0..255 floats."""
+def augment_batches(aug: Augmentation, shifts: Sequence[float], crop: int | None = None) -> Callable[..., Any]:
+    """The training map over (images, labels, source index) batches: ``aug``'s preprocessing layers over
+    0..255 floats, with each source's own random shift (``shifts``) in place of ``aug.shift``.
+
+    Shifts are per source because what they teach depends on the data: video
+    frames cropped around a moving face gain from them, aligned faces (FFHQ and
+    StyleGAN put the eyes at the same pixels) lose a cue that generalises.
+    """
     steps: list[keras.layers.Layer] = [keras.layers.RandomCrop(crop, crop)] if crop else []
     if aug.jpeg:
         steps.append(RandomJpeg(aug.jpeg))
@@ -228,11 +235,22 @@ def augmentation_layers(aug: Augmentation, crop: int | None = None) -> keras.Seq
         steps.append(keras.layers.RandomFlip("horizontal"))
     if aug.rotation:
         steps.append(keras.layers.RandomRotation(aug.rotation, fill_mode="reflect"))
-    if aug.shift:
-        steps.append(keras.layers.RandomTranslation(aug.shift, aug.shift, fill_mode="reflect"))
     if aug.brightness:
         steps.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255)))
-    return keras.Sequential(steps, name="augmentation")
+    augment = keras.Sequential(steps, name="augmentation") if steps else None  # an empty one cannot be built
+    shifters = [keras.layers.RandomTranslation(s, s, fill_mode="reflect") if s else None for s in shifts]
+
+    def apply(images: Any, labels: Any, sources: Any) -> tuple[Any, Any]:
+        images = tf.cast(images, tf.float32)
+        if augment is not None:
+            images = augment(images, training=True)
+        for index, shifter in enumerate(shifters):
+            if shifter is not None:
+                mine = tf.equal(sources, index)[:, None, None, None]
+                images = tf.where(mine, shifter(images, training=True), images)
+        return images, labels
+
+    return apply
 
 
 def labelled_dataset(
@@ -275,6 +293,15 @@ def source_shares(count: int, weights: Sequence[float] = ()) -> np.ndarray:
     if len(weights) != count or min(weights) <= 0:
         raise DataError(f"--source-weight: give one positive weight per DATA_DIR ({count}), not {list(weights)}")
     return np.asarray(weights, float) / sum(weights)
+
+
+def source_shifts(count: int, shifts: Sequence[float], default: float) -> list[float]:
+    """Each of ``count`` sources' random shift: ``shifts``, or ``default`` for all."""
+    if not shifts:
+        return [default] * count
+    if len(shifts) != count or min(shifts) < 0:
+        raise DataError(f"--source-shift: give one shift (0 or more) per DATA_DIR ({count}), not {list(shifts)}")
+    return list(shifts)
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -333,6 +360,7 @@ def train(
     if config.schedule not in SCHEDULES:
         raise DataError(f"unknown schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})")
     shares = source_shares(len(data_dirs), config.source_weights)
+    shifts = source_shifts(len(data_dirs), config.source_shifts, config.augmentation.shift)
     out = Path(out)
     work = out.with_name(f"{out.stem}.training")
     if not config.resume and work.exists():
@@ -374,17 +402,18 @@ def train(
             log(f"warning: skipped unreadable file {path}")
         unreadable += bad_train + bad_val
         source.split = split.without(set(bad_train + bad_val))
-        train_parts.append((train_ds, len(source.split.train_paths)))
+        tagged = train_ds.map(lambda pixels, label, index=index: (pixels, label, index))
+        train_parts.append((tagged, len(source.split.train_paths)))
         val_parts.append((val_ds, len(bad_val)))
     train_total = sum(len(source.split.train_paths) for source in sources)
     if not train_total:
         raise DataError("no readable training image")
 
-    augment = augmentation_layers(config.augmentation, config.crop)
+    augment = augment_batches(config.augmentation, shifts, config.crop)
     train_ds = (
         source_mix(train_parts, config.seed, shares)
         .batch(config.batch_size)
-        .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
     val_batches = [

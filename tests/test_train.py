@@ -268,6 +268,29 @@ def test_source_weights_need_one_positive_weight_per_source(data: Path, tmp_path
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
+def test_source_shifts_need_one_shift_per_source(data: Path, tmp_path: Path):
+    for shifts in [(0.1,), (0.1, -0.1)]:
+        with pytest.raises(DataError, match=r"one shift \(0 or more\) per DATA_DIR \(2\)"):
+            train([data, data], tmp_path / "m.keras", TrainConfig(epochs=1, source_shifts=shifts))
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
+
+
+def test_each_source_is_shifted_by_its_own_amount():
+    import keras
+
+    from deepscan.train import augment_batches
+
+    keras.utils.set_random_seed(5)
+    still = Augmentation(flip=False, brightness=0, jpeg=0, blur=0)
+    images = np.tile(np.arange(SIZE, dtype=np.float32)[None, :, None, None] * 8, (8, 1, SIZE, 3))  # row gradient
+    sources = np.array([0, 1] * 4, np.int32)
+    augment = augment_batches(still, shifts=(0.0, 0.25))
+    shifted, labels = augment(images, np.zeros(8, np.float32), sources)
+    moved = [not np.array_equal(after, before) for after, before in zip(np.asarray(shifted), images, strict=True)]
+    assert moved == [False, True] * 4  # the aligned source untouched, every image of the other moved
+    assert np.array_equal(np.asarray(labels), np.zeros(8))
+
+
 def test_temperature_scaling_recovers_overconfidence_and_is_stored_in_the_weights():
     from deepscan.evaluate import calibration_error
     from deepscan.model import build_model

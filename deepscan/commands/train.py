@@ -143,6 +143,16 @@ def train_command(
     shift: Annotated[
         float, typer.Option(min=0.0, help="Random shift, fraction of the size (0: off).", rich_help_panel=AUGMENT)
     ] = 0.0,
+    source_shift: Annotated[
+        list[float] | None,
+        typer.Option(
+            min=0.0,
+            metavar="FRACTION",
+            help="Each DATA_DIR's own random shift, once per DATA_DIR in their order, in place of --shift "
+            "(--source-shift 0 --source-shift 0.08: aligned faces first, video frames second).",
+            rich_help_panel=AUGMENT,
+        ),
+    ] = None,
     flip: Annotated[
         bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.", rich_help_panel=AUGMENT)
     ] = True,
@@ -196,6 +206,7 @@ def train_command(
         group_pattern=group_pattern,
         trained_on=trained_on,
         source_weights=tuple(source_weight or ()),
+        source_shifts=tuple(source_shift or ()),
         patience=patience,
         seed=seed,
         target_fpr=target_fpr,
