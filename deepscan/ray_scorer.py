@@ -284,20 +284,21 @@ def _watched(dataset: Any, batch_size: int, stall_seconds: float) -> Iterator[An
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
     done = threading.Event()
 
-    def offer(item: tuple[str, Any]) -> bool:
+    def offer(item: tuple[str, Any]) -> None:
+        """Hand an item to the main thread; once the scan has stopped, drop it."""
         while not done.is_set():
             try:
                 handoff.put(item, timeout=0.5)
-                return True
+                return
             except queue.Full:
                 continue
-        return False
 
     def pull() -> None:
         try:
+            # Read to the end even after a stop (the stopped executor ends the iteration soon): only
+            # an iteration that ends stops Ray Data's prefetch thread.
             for batch in batches:
-                if not offer(("batch", batch)):
-                    return
+                offer(("batch", batch))
             offer(("end", None))
         except BaseException as err:  # handed to the main thread, which raises it
             offer(("error", err))
