@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -19,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from deepscan import __version__
+from deepscan import __version__, interrupts
 from deepscan.errors import DeepscanError, ExitCode, OutputClosed, Terminated
 
 EXIT_CODES_HELP = (
@@ -54,9 +53,9 @@ class DeepscanGroup(PlainHelp, TyperGroup):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra["standalone_mode"] = False
         args = _hoisted(list(sys.argv[1:] if args is None else args), set(self.commands))
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
-            code = super().main(args, prog_name or "deepscan", **extra)
+            with interrupts.raised():
+                code = super().main(args, prog_name or "deepscan", **extra)
         except typer.TyperException as err:  # usage errors from option parsing
             _fail(err.format_message(), err.exit_code)
         except OutputClosed as err:
@@ -68,8 +67,6 @@ class DeepscanGroup(PlainHelp, TyperGroup):
             sys.exit(ExitCode.TERMINATED)
         except (KeyboardInterrupt, typer.Abort):
             sys.exit(ExitCode.INTERRUPTED)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
@@ -109,10 +106,6 @@ def _metavar(param: Any) -> str | None:
     if descriptor.is_path:
         return descriptor.path_type.upper()
     return {int: "N", float: "NUMBER"}.get(descriptor.annotation, "TEXT")
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
 
 
 def _fail(message: str, code: int) -> None:

@@ -9,14 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from deepscan import interrupts
 from deepscan.discovery import find_images
-from deepscan.errors import ExitCode
+from deepscan.errors import ExitCode, Terminated
 from deepscan.job import ScanJob, ScanSettings, scan
 from deepscan.pipeline import MAX_PIXELS
 
@@ -185,6 +187,25 @@ def test_a_signal_mid_scan_keeps_the_rows_done(tmp_path: Path, tiny_model: Path,
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert 4 <= len(rows) < 400
     assert all(row["label"] in ("real", "fake") for row in rows)  # no half-written row
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_a_finalizer_swallowed_is_raised_again_at_the_scan_loops_check():
+    """Python drops what a finalizer raises, a signal's exception too; the scan loop checks after every batch."""
+
+    def cleaning_up() -> Iterator[None]:
+        try:
+            yield
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here, inside the finalizer
+
+    with interrupts.raised():
+        unfinished = cleaning_up()
+        next(unfinished)
+        del unfinished  # finalized at once: the Terminated its clean-up raised went nowhere
+        with pytest.raises(Terminated):
+            interrupts.raise_if_swallowed()
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path, tiny_model: Path):

@@ -32,6 +32,7 @@ from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.explain import explainer
 from deepscan.html_report import EntryStore, entries_from_records, write_html
+from deepscan.interrupts import raise_if_swallowed
 from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, local_scorer, resume_marker
 from deepscan.ray_scorer import STALL_SECONDS, ray_backend
 from deepscan.report import (
@@ -273,6 +274,8 @@ def scan_command(
                                 store.add(entry)
                         report.flush()
                         progress.advance(task, len(files))
+                        raise_if_swallowed()
+                    raise_if_swallowed()  # before the report is renamed into place as complete
                 except INTERRUPTS:
                     for scanned in job.unfinished_kept():  # rows kept from the report are never lost
                         _write(report, scanned, summary)

@@ -1,0 +1,46 @@
+"""Ctrl-C and SIGTERM: exceptions in the main thread, and never lost on their way."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from deepscan.errors import Terminated
+
+_received: list[int] = []
+
+
+def _raise(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+
+
+@contextmanager
+def raised() -> Iterator[None]:
+    """While the block runs, SIGINT raises KeyboardInterrupt and SIGTERM raises Terminated (main thread only).
+
+    A SIGINT that was ignored when the process started (a shell's background
+    jobs) stays ignored.
+    """
+    caught = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        caught.append(signal.SIGINT)
+    previous = {number: signal.signal(number, _raise) for number in caught}
+    _received.clear()
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def raise_if_swallowed() -> None:
+    """Raise again a signal that arrived but whose exception never reached the caller.
+
+    Python drops whatever a finalizer raises (a generator closed by the
+    garbage collector, a ``__del__``), a signal's exception included: a loop
+    that must stop on Ctrl-C or SIGTERM calls this at safe points.
+    """
+    if _received:
+        _raise(_received[-1], None)
