@@ -19,6 +19,7 @@ import queue
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,24 +322,29 @@ def _watched(dataset: Any, batch_size: int, stall_seconds: float) -> Iterator[An
             yield value
     finally:
         done.set()
-        _stop(dataset)
-        puller.join(timeout=STOP_SECONDS)
-        if puller.is_alive():
-            log.info("Ray Data was still returning results %.0f s after the scan stopped", STOP_SECONDS)
+        _stop(dataset, puller)
 
 
-def _stop(dataset: Any) -> None:
-    """End a dataset's execution now (a stall, an error, Ctrl-C), even on a Ray this scan did not start.
+def _stop(dataset: Any, reader: threading.Thread) -> None:
+    """End a dataset's execution now (a stall, an error, Ctrl-C), even on a Ray this scan did not start,
+    and wait for the thread reading it.
 
     Ray Data has no public call for it, and the dataset only records its
     executor once a first block is out (never, when the cluster stalls), so
     the executor is found by its thread, which Ray Data names after the
-    dataset. Left running, it would wait for actors until Ray shuts down.
+    dataset; on a busy machine it may not have started yet when the scan
+    stops, so it is looked for until the reader ends. Left running, it would
+    wait for actors until Ray shuts down.
     """
-    name = f"StreamingExecutor-{dataset.get_dataset_id()}"
-    for thread in threading.enumerate():
-        if thread.name == name and hasattr(thread, "shutdown"):
-            thread.shutdown(force=True)
+    deadline = time.monotonic() + STOP_SECONDS
+    while reader.is_alive() and time.monotonic() < deadline:
+        name = f"StreamingExecutor-{dataset.get_dataset_id()}"  # the id changes when an execution starts
+        for thread in threading.enumerate():
+            if thread.name == name and hasattr(thread, "shutdown"):
+                thread.shutdown(force=True)  # returns at once if not started yet, or already stopped
+        reader.join(timeout=0.5)
+    if reader.is_alive():
+        log.info("Ray Data was still returning results %.0f s after the scan stopped", STOP_SECONDS)
 
 
 def _first_line(err: BaseException) -> str:

@@ -168,9 +168,25 @@ def test_a_signal_mid_ray_scan_keeps_the_rows_and_resume_finishes(tmp_path: Path
     assert len(rows) == 300 and rows[: len(kept)] == kept
 
 
-def test_a_stalled_cluster_is_an_error_not_a_hang(local_ray, tmp_path: Path, tiny_model: Path, monkeypatch):
-    """Actors asking for a GPU this cluster does not have are never placed: the scan must fail, not wait forever."""
+@pytest.mark.parametrize("late_start", [False, True])
+def test_a_stalled_cluster_is_an_error_not_a_hang(
+    local_ray, tmp_path: Path, tiny_model: Path, monkeypatch, late_start: bool
+):
+    """Actors asking for a GPU this cluster does not have are never placed: the scan must fail, not wait forever.
+
+    late_start: on a busy machine Ray Data may start its execution only after the scan gave up waiting.
+    """
     monkeypatch.setattr(ActorPlan, "for_cluster", classmethod(lambda cls, cpus, gpus: cls(1, 1.0, 1.0)))
+    if late_start:
+        from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+        execute = StreamingExecutor.execute
+
+        def late(self, *args, **kwargs):
+            time.sleep(8)
+            return execute(self, *args, **kwargs)
+
+        monkeypatch.setattr(StreamingExecutor, "execute", late)
     paths = [str(write_image(tmp_path / "a.png"))]
     threads = set(threading.enumerate())
     started = time.monotonic()
