@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ class Evaluation:
     images_per_second: float
     calibration_error: float  # expected calibration error of the scores as probabilities (ECE, 10 bins)
     reliability: list[dict[str, float]]  # the reliability diagram: mean score, fake share and images per bin
+    # 95% bootstrap intervals of roc_auc and balanced_accuracy, and what was resampled; empty if not asked for
+    intervals: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,7 +135,56 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, predicted: np.ndarra
     }
 
 
-GROUP_PATTERN = r"^(v\d+)_"  # frames named v<video>_<frame>: one group per video when a folder is split
+GROUP_PATTERN = r"^(v\d+)_"  # frames named v<video>_<frame>: one group per video (splits, intervals)
+INTERVAL_RESAMPLES = 1000
+
+
+def group_keys(paths: list[str], group_pattern: str) -> list[str]:
+    """Each file's group: its name's match of ``group_pattern`` (the first group, if it has one), else the file."""
+    pattern = re.compile(group_pattern) if group_pattern else None
+    keys = []
+    for path in paths:
+        found = pattern.search(Path(path).name) if pattern else None
+        keys.append((found.group(1) if found.groups() else found.group(0)) if found else path)
+    return keys
+
+
+def bootstrap_intervals(
+    scored: ScoredSet, fake: np.ndarray, keys: list[str], resamples: int = INTERVAL_RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
+    """95% percentile-bootstrap intervals of ROC AUC and balanced accuracy (at the labels ``fake`` gives).
+
+    Whole groups are resampled (``keys``: one per file, as ``group_keys``
+    makes them), so the near-identical frames of one video count as one
+    draw, not as many independent images. Seeded: the same set gives the
+    same intervals.
+    """
+    labels = np.asarray(scored.labels, bool)
+    names, group_of = np.unique(keys, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    aucs, balanced = np.full(resamples, np.nan), np.full(resamples, np.nan)
+    for draw in range(resamples):
+        counts = np.bincount(rng.integers(len(names), size=len(names)), minlength=len(names))
+        chosen = np.repeat(np.arange(len(labels)), counts[group_of])
+        truth, flagged = labels[chosen], fake[chosen]
+        if truth.all() or not truth.any():
+            continue
+        aucs[draw] = roc_auc(scored.scores[chosen], truth)
+        balanced[draw] = (flagged[truth].mean() + (~flagged[~truth]).mean()) / 2
+    return {
+        "level": 0.95,
+        "resamples": resamples,
+        "groups": len(names),
+        "roc_auc": _percentiles(aucs),
+        "balanced_accuracy": _percentiles(balanced),
+    }
+
+
+def _percentiles(values: np.ndarray) -> list[float]:
+    if np.isnan(values).all():
+        return [float("nan"), float("nan")]
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return [float(low), float(high)]
 
 
 def labelled_images(data_dir: str) -> tuple[list[str], list[int]]:
@@ -210,15 +262,24 @@ def misclassified(scored: ScoredSet, threshold: float, count: int) -> list[tuple
     return [(scored.paths[i], CLASS_NAMES[int(scored.labels[i])], float(scored.scores[i])) for i in worst]
 
 
-def report_card(scored: ScoredSet, threshold: float) -> Evaluation:
-    """The Evaluation of a scored set at a threshold (or by the labels the verdict rule gave, if known)."""
+def report_card(scored: ScoredSet, threshold: float, group_pattern: str | None = None) -> Evaluation:
+    """The Evaluation of a scored set at a threshold (or by the labels the verdict rule gave, if known).
+
+    With a ``group_pattern`` ('' for none), also the bootstrap intervals
+    of ROC AUC and balanced accuracy, resampling whole groups of files.
+    """
     total = len(scored.scores) + scored.unreadable
     fake = scored.fake if scored.fake is not None else scored.scores >= threshold
+    intervals = {}
+    if group_pattern is not None:
+        keys = group_keys(scored.paths, group_pattern) if scored.paths else [str(i) for i in range(len(fake))]
+        intervals = bootstrap_intervals(scored, np.asarray(fake, bool), keys)
     return Evaluation(
         images=len(scored.scores),
         unreadable=scored.unreadable,
         threshold=threshold,
         images_per_second=total / scored.seconds if scored.seconds else 0.0,
+        intervals=intervals,
         **compute_metrics(scored.scores, scored.labels, fake),
     )
 

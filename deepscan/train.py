@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -23,6 +22,7 @@ from deepscan.evaluate import (
     ScoredSet,
     calibration_error,
     choose_threshold,
+    group_keys,
     labelled_images,
     report_card,
     roc_auc,
@@ -118,11 +118,8 @@ def split_dataset(data_dir: str | Path, val_split: float, seed: int, group_patte
     if not 0 < val_split < 1:
         raise DataError(f"--val-split must be between 0 and 1, not {val_split}")
     paths, labels = labelled_images(str(root))
-    pattern = re.compile(group_pattern) if group_pattern else None
     groups: dict[str, list[tuple[str, int]]] = {}
-    for path, label in zip(paths, labels, strict=True):
-        found = pattern.search(Path(path).name) if pattern else None
-        key = (found.group(1) if found.groups() else found.group(0)) if found else path
+    for path, label, key in zip(paths, labels, group_keys(paths, group_pattern), strict=True):
         groups.setdefault(key, []).append((path, label))
     order = sorted(groups)
     random.Random(seed).shuffle(order)

@@ -93,6 +93,8 @@ def test_batch_size_does_not_change_results(cli, photos: Path, tiny_model: Path)
         (["scan", ".", "--out", "r.csv", "--format", "json"], "contradicts"),
         (["scan", ".", "--summary-json", "-"], "needs --out"),
         (["train", ".", "--out", "m.h5"], ".keras"),
+        (["train", ".", "--out", "m.keras", "--group-pattern", "v(\\d+"], "not a regular expression"),
+        (["evaluate", ".", "--group-pattern", "["], "not a regular expression"),
         (["scan", ".", "--explain", "2"], "--html"),
         (["info", "does-not-exist.keras"], "does not exist"),
     ],

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepscan.evaluate import choose_threshold, compute_metrics, roc_auc
+from deepscan.evaluate import GROUP_PATTERN, ScoredSet, choose_threshold, compute_metrics, report_card, roc_auc
 
 
 def test_roc_auc_counts_ordered_pairs():
@@ -62,3 +62,40 @@ def test_calibration_error_and_reliability_bins_by_hand():
     assert reliability(scores, labels) == [(0.05, 0.0, 2), (0.55, 1.0, 2), (0.95, 0.5, 2)]
     perfect = np.array([0.0, 1.0])
     assert calibration_error(perfect, np.array([0, 1], bool)) == 0.0
+
+
+def _separated(count: int, seed: int = 0) -> ScoredSet:
+    """Half real, half fake, the fakes' scores shifted up: an AUC near 0.76."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 2 == 1
+    scores = 1 / (1 + np.exp(-rng.normal(labels.astype(float), 1.0)))
+    return ScoredSet(scores, labels, 0, 1.0)
+
+
+def test_intervals_hold_each_figure_narrow_with_more_images_and_repeat_exactly():
+    small, large = report_card(_separated(40), 0.5, ""), report_card(_separated(4000), 0.5, "")
+    for card in (small, large):
+        for metric in ("roc_auc", "balanced_accuracy"):
+            low, high = card.intervals[metric]
+            assert low < getattr(card, metric) < high
+    width = {card.images: np.diff(card.intervals["roc_auc"])[0] for card in (small, large)}
+    assert width[4000] < width[40] / 4  # about sqrt(100) = 10 times narrower
+    assert report_card(_separated(40), 0.5, "").intervals == small.intervals
+    assert report_card(_separated(40), 0.5).intervals == {}  # only when asked for
+
+
+def test_intervals_count_the_frames_of_one_video_once():
+    videos = _separated(20, seed=1)
+    frames = 10  # each video's frames score alike, as near-copies do
+    scored = ScoredSet(
+        np.repeat(videos.scores, frames),
+        np.repeat(videos.labels, frames),
+        0,
+        1.0,
+        [f"/data/v{video:05d}_{frame:05d}.jpg" for video in range(20) for frame in range(frames)],
+    )
+    by_video, by_file = report_card(scored, 0.5, GROUP_PATTERN), report_card(scored, 0.5, "")
+    assert (by_video.intervals["groups"], by_file.intervals["groups"]) == (20, 200)
+    assert by_video.roc_auc == by_file.roc_auc
+    # 20 videos, not 200 independent images: about sqrt(10) = 3.2 times wider
+    assert np.diff(by_video.intervals["roc_auc"])[0] > 2 * np.diff(by_file.intervals["roc_auc"])[0]

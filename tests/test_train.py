@@ -229,8 +229,15 @@ def test_evaluate_reports_each_source_and_pooled(cli, trained: Path, data: Path,
     reals_flagged = sum(r["label"] == "fake" and Path(r["path"]).parent.name == "real" for r in rows)
     assert cards[str(second)]["confusion"]["fake"]["fake"] == fakes_flagged
     assert cards[str(second)]["confusion"]["real"]["fake"] == reals_flagged
+    for card in (figures, *cards.values()):
+        for metric in ("roc_auc", "balanced_accuracy"):
+            low, high = card["intervals"][metric]
+            assert low <= card[metric] <= high
+    assert cards[str(second)]["intervals"]["groups"] == cards[str(second)]["images"]  # no video frames here
     code, out, _ = cli("evaluate", data, second, "--model", trained)
     assert code == 0 and "per source" in out and "(pooled)" in " ".join(out.split())
+    low, high = figures["intervals"]["roc_auc"]
+    assert f"{figures['roc_auc']:.4f} ({low:.3f}-{high:.3f})" in out
 
 
 def test_frames_of_one_video_stay_on_one_side_of_the_split(tmp_path: Path):

@@ -17,6 +17,7 @@ from deepscan.commands.options import (
     BatchSizeOption,
     FaceMarginOption,
     FacesOption,
+    GroupPatternOption,
     MaxFacesOption,
     MinFaceSizeOption,
     ModelOption,
@@ -25,7 +26,7 @@ from deepscan.commands.options import (
     face_settings,
 )
 from deepscan.errors import DeepscanError
-from deepscan.evaluate import Evaluation, RobustnessRow
+from deepscan.evaluate import GROUP_PATTERN, Evaluation, RobustnessRow
 from deepscan.model import CLASS_NAMES
 from deepscan.scorers import DEFAULT_BATCH_SIZE
 
@@ -69,10 +70,12 @@ def evaluate_command(
     min_face_size: MinFaceSizeOption = FACE_DEFAULTS.min_face_size,
     max_faces: MaxFacesOption = FACE_DEFAULTS.max_faces,
     face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+    group_pattern: GroupPatternOption = GROUP_PATTERN,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Score DATA_DIR/real and DATA_DIR/fake as 'deepscan scan' does; report accuracy, ROC AUC, confusion matrix.
 
+    ROC AUC and balanced accuracy come with 95% bootstrap intervals, resampling whole groups (--group-pattern).
     With --faces, each file is scored by its most suspicious face, as 'scan --faces' counts it.
 
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
@@ -108,12 +111,13 @@ def evaluate_command(
         primary = job.models[0]
         scored = score_labelled(paths, labels, job)
         table = robustness(paths, labels, primary, batch_size) if robust else []  # the model loaded once
-    card = report_card(scored, primary.threshold)
+    card = report_card(scored, primary.threshold, group_pattern)
     wrong = misclassified(scored, primary.threshold, errors)
     data = ", ".join(sources)
     figures = {"model": str(primary.path), "data": data, "faces": faces, **card.to_dict()}
     per_source = {
-        name: report_card(subset(scored, set(found)), primary.threshold) for name, (found, _) in sources.items()
+        name: report_card(subset(scored, set(found)), primary.threshold, group_pattern)
+        for name, (found, _) in sources.items()
     }
     if len(sources) > 1:
         figures["sources"] = {name: source_card.to_dict() for name, source_card in per_source.items()}
@@ -140,18 +144,18 @@ def evaluate_command(
 
 
 def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
-    """One line per source, so a regression on one cannot hide in the pooled figures."""
-    view = Table(title="per source", title_justify="left")
+    """One line per source, so a regression on one cannot hide in the pooled figures (accuracy: in the JSON)."""
+    view = Table(title="per source (95% CI below each figure)", title_justify="left")
     view.add_column("source", overflow="fold")
-    for column in ("images", "ROC AUC", "accuracy", "balanced accuracy", "false-positive rate", "ECE"):
-        view.add_column(column, justify="right")
+    for column in ("images", "groups", "ROC AUC", "balanced\naccuracy", "FPR", "ECE"):
+        view.add_column(column, justify="right", no_wrap=True)
     for name, card in cards.items():
         view.add_row(
             name,
             str(card.images),
-            f"{card.roc_auc:.4f}",
-            f"{card.accuracy:.4f}",
-            f"{card.balanced_accuracy:.4f}",
+            str(card.intervals.get("groups", "")),
+            with_interval(card, "roc_auc", "\n"),
+            with_interval(card, "balanced_accuracy", "\n"),
             f"{card.false_positive_rate:.4f}",
             f"{card.calibration_error:.4f}",
         )
@@ -180,18 +184,33 @@ def render_robustness(table: list[RobustnessRow], console: Console) -> None:
     console.print(view)
 
 
+def with_interval(card: Evaluation, metric: str, gap: str = " ") -> str:
+    """A figure with its bootstrap interval, if it has one: '0.8833 (0.846-0.918)'."""
+    value = f"{getattr(card, metric):.4f}"
+    if metric not in card.intervals:
+        return value
+    low, high = card.intervals[metric]
+    return f"{value}{gap}({low:.3f}-{high:.3f})"
+
+
 def render_card(card: Evaluation, console: Console, title: str) -> None:
     """The report card as Rich tables."""
-    summary = Table(title=title, show_header=False, title_justify="left")
+    caption = None
+    if card.intervals:
+        caption = (
+            f"CI: {card.intervals['resamples']:,} bootstrap resamples of {card.intervals['groups']:,} groups "
+            "(files sharing a --group-pattern match count as one)"
+        )
+    summary = Table(title=title, show_header=False, title_justify="left", caption=caption, caption_justify="left")
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     for name, value in (
         ("images", str(card.images)),
         ("unreadable", str(card.unreadable)),
         ("threshold", f"{card.threshold:.4f}"),
-        ("ROC AUC", f"{card.roc_auc:.4f}"),
+        ("ROC AUC (95% CI)", with_interval(card, "roc_auc")),
         ("accuracy", f"{card.accuracy:.4f}"),
-        ("balanced accuracy", f"{card.balanced_accuracy:.4f}"),
+        ("balanced accuracy (95% CI)", with_interval(card, "balanced_accuracy")),
         ("false-positive rate (real flagged)", f"{card.false_positive_rate:.4f}"),
         ("calibration error (ECE, 10 bins)", f"{card.calibration_error:.4f}"),
         ("images/s", f"{card.images_per_second:.1f}"),

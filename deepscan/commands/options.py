@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from deepscan.faces import FaceSettings
 
-MODEL, FACES, PERFORMANCE = "Model", "Faces (pip install 'deepscan-audit\\[faces]')", "Performance"
+MODEL, FACES, PERFORMANCE, DATA = "Model", "Faces (pip install 'deepscan-audit\\[faces]')", "Performance", "Data"
 FACE_DEFAULTS = FaceSettings()
 
 ModelOption = Annotated[
@@ -53,6 +54,26 @@ MaxFacesOption = Annotated[
 ]
 FaceMarginOption = Annotated[
     float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=FACES)
+]
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise typer.BadParameter(f"not a regular expression: {err}") from None
+    return pattern
+
+
+GroupPatternOption = Annotated[
+    str,
+    typer.Option(
+        metavar="REGEX",
+        callback=_regex,
+        help="Files whose names share this pattern's match (its first group) are one group, such as the frames "
+        "of one video: validation splits and confidence intervals take whole groups ('': each file alone).",
+        rich_help_panel=DATA,
+    ),
 ]
 
 

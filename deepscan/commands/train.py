@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepscan.commands.options import FACE_DEFAULTS, FaceMarginOption
+from deepscan.commands.options import DATA, FACE_DEFAULTS, MODEL, FaceMarginOption, GroupPatternOption
 from deepscan.errors import DeepscanError, ExitCode, OutputError
 from deepscan.evaluate import GROUP_PATTERN
 from deepscan.model import ARCHITECTURES, list_architectures
@@ -19,7 +19,7 @@ from deepscan.report import check_destination
 Architecture = Enum("Architecture", {name: name for name in list_architectures()}, type=str)
 ARCH_HELP = "; ".join(f"{entry.name}: {entry.summary}" for entry in ARCHITECTURES.values())
 
-DATA, MODEL, LOOP, AUGMENT = "Data", "Model", "Training loop", "Augmentation"
+LOOP, AUGMENT = "Training loop", "Augmentation"
 
 
 class Schedule(str, Enum):
@@ -78,15 +78,7 @@ def train_command(
     val_split: Annotated[
         float, typer.Option(help="Validation fraction when DATA_DIR has no train/ and val/.", rich_help_panel=DATA)
     ] = 0.15,
-    group_pattern: Annotated[
-        str,
-        typer.Option(
-            metavar="REGEX",
-            help="Files whose names share this pattern's match (its first group) are one group, such as the "
-            "frames of one video: the validation split takes whole groups ('': split by file).",
-            rich_help_panel=DATA,
-        ),
-    ] = GROUP_PATTERN,
+    group_pattern: GroupPatternOption = GROUP_PATTERN,
     source_weight: Annotated[
         list[float] | None,
         typer.Option(
