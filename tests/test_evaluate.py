@@ -82,6 +82,8 @@ def test_intervals_hold_each_figure_narrow_with_more_images_and_repeat_exactly()
     assert width[4000] < width[40] / 4  # about sqrt(100) = 10 times narrower
     assert report_card(_separated(40), 0.5, "").intervals == small.intervals
     assert report_card(_separated(40), 0.5).intervals == {}  # only when asked for
+    nothing = report_card(ScoredSet(np.array([]), np.array([], bool), 3, 1.0), 0.5, "").intervals
+    assert nothing["groups"] == 0 and np.isnan(nothing["roc_auc"]).all()  # every file unreadable: no interval
 
 
 def test_intervals_count_the_frames_of_one_video_once():
