@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from deepscan.errors import DeepscanError
-from deepscan.model import Detector
+from deepscan.model import Detector, ModelSpec
 from deepscan.pipeline import ImageError, ImageInput, Source, open_image, source_dataset
 from deepscan.record import Record
 from deepscan.report import write_atomically
@@ -30,6 +30,7 @@ from deepscan.runtime import device_name, tensorflow
 from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel
 
 DETECT_SIDE = 1024  # longest side of the image faces are detected and cropped in
+DEFAULT_MARGIN = 0.1  # around each face, as a fraction of its size, for models that do not record theirs
 MISSING_DETECTOR = "--faces needs the face detector: pip install 'deepscan-audit[faces]'"
 
 
@@ -39,7 +40,11 @@ class FaceSettings:
 
     min_face_size: int = 40  # pixels in the original image; smaller faces are ignored
     max_faces: int = 10  # per image, most confident first
-    margin: float = 0.25  # around each face, as a fraction of its size
+    margin: float | None = None  # around each face, as a fraction of its size; None: the face model's own
+
+    def margin_for(self, spec: ModelSpec) -> float:
+        """The crop margin for a model: the one asked for, else the one it was trained with."""
+        return next(m for m in (self.margin, spec.face_margin, DEFAULT_MARGIN) if m is not None)
 
 
 @dataclass(frozen=True)
@@ -104,19 +109,21 @@ class FaceFinder:
         faces = [face for face in faces if min(face.box[2:]) >= self.settings.min_face_size]
         return sorted(faces, key=lambda face: -face.confidence)[: self.settings.max_faces]
 
-    def crop(self, image: WorkingImage, face: Face | None, size: int) -> np.ndarray:
-        return crop_face(image, face, size, self.settings.margin)
-
 
 def crop_face(image: WorkingImage, face: Face | None, size: int, margin: float) -> np.ndarray:
-    """The face with a margin around it, square, resized to the model's input (no face: the whole image)."""
+    """The face with a margin around it, square, resized to the model's input (no face: the whole image).
+
+    The square stays inside the picture: moved in where it would cross an edge,
+    and no larger than the picture's shorter side, so a crop never holds pixels
+    the picture does not have (a face that fills its picture gives the picture).
+    """
     picture = Image.fromarray(image.pixels)
     if face is not None:
         x, y, w, h = (v / image.scale for v in face.box)
-        side = max(w, h) * (1 + 2 * margin)
-        cx, cy = x + w / 2, y + h / 2
-        box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-        picture = picture.crop(tuple(round(v) for v in box))  # beyond the image: black
+        side = min(max(w, h) * (1 + 2 * margin), *picture.size)
+        left = min(max(x + w / 2 - side / 2, 0), picture.width - side)
+        top = min(max(y + h / 2 - side / 2, 0), picture.height - side)
+        picture = picture.crop(tuple(round(v) for v in (left, top, left + side, top + side)))
     return np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
@@ -190,6 +197,7 @@ class FaceScorer:
         if self._finder is None:
             self._finder = FaceFinder(self.settings)
         finder, detector, whole = self._finder, self.faces.detector(), self.whole.detector()
+        margin = self.settings.margin_for(self.faces.spec)
         pending, images = [], []
         for path, image in chunk:
             pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
@@ -204,9 +212,9 @@ class FaceScorer:
                 continue
             image, item.faces = next(readable), next(found)
             if item.faces:
-                face_crops += [finder.crop(image, face, detector.spec.image_size) for face in item.faces]
+                face_crops += [crop_face(image, face, detector.spec.image_size, margin) for face in item.faces]
             else:
-                whole_crops.append(finder.crop(image, None, whole.spec.image_size))
+                whole_crops.append(crop_face(image, None, whole.spec.image_size, margin))
         face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
         records: list[Record] = []
         scored_crops: list[np.ndarray] = []

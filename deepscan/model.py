@@ -53,6 +53,12 @@ class ModelSpec:
         """What the model covers, in a few words (recorded at training), so a low score elsewhere means little."""
         return str(self.training.get("trained_on") or "not recorded")
 
+    @property
+    def face_margin(self) -> float | None:
+        """The margin of the face crops the model was trained on (None: not a face-crop model)."""
+        config = self.training.get("config") or {}
+        return config.get("face_margin") if config.get("faces") else None
+
     def label(self, score: float, threshold: float | None = None) -> str:
         """The class name for a score, at ``threshold`` or the model's own."""
         cut = self.threshold if threshold is None else threshold

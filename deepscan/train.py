@@ -27,6 +27,7 @@ from deepscan.evaluate import (
     report_card,
     roc_auc,
 )
+from deepscan.faces import DEFAULT_MARGIN, FaceFinder, crop_face, detect_once, load_working_image
 from deepscan.model import ModelSpec, build_model, save_model
 from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
@@ -69,7 +70,7 @@ class TrainConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
     crop: int | None = None  # train on random crops of this size (fully convolutional archs)
     faces: bool = False  # train on face crops, found as scan --faces finds them
-    face_margin: float = 0.25
+    face_margin: float = DEFAULT_MARGIN
     cache_file: str = ""  # "" caches decoded images in memory
     resume: bool = False
     tensorboard: Path | None = None
@@ -376,13 +377,9 @@ def train(
     size = spec.image_size
     read, faces_found = None, None
     if config.faces:
-        from deepscan.faces import FaceFinder, FaceSettings, crop_face, detect_once, load_working_image
-
         log("finding faces (once; kept in the .faces.json file beside the model)")
         every = [path for source in sources for path in source.split.train_paths + source.split.val_paths]
-        found = detect_once(
-            every, FaceFinder(FaceSettings(margin=config.face_margin)), out.with_name(f"{out.stem}.faces.json")
-        )
+        found = detect_once(every, FaceFinder(), out.with_name(f"{out.stem}.faces.json"))
         faces_found = sum(face is not None for face in found.values())
 
         def read(path: str) -> np.ndarray:

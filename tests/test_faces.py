@@ -95,6 +95,19 @@ def test_crops_are_saved_for_review(scanned):
     assert names == ["astronaut.face0", "noise.whole", "padded.face0", "turned.face0"]
 
 
+def test_a_face_crop_holds_only_the_pictures_own_pixels():
+    from deepscan.faces import Face, WorkingImage, crop_face
+
+    gradient = np.linspace(0, 255, 200 * 300 * 3).reshape(200, 300, 3).astype(np.uint8)
+    picture = WorkingImage(gradient, scale=2.0)  # boxes are in original pixels: twice the working ones
+    filled = crop_face(WorkingImage(gradient[:, :200], 1.0), Face((10, 5, 180, 190), 0.99), 200, margin=0.25)
+    assert np.array_equal(filled, gradient[:, :200])  # a face that fills its picture gives the picture
+    corner = crop_face(picture, Face((0, 0, 100, 100), 0.99), 60, margin=0.1)  # 50 px face at the top-left edge
+    assert np.array_equal(corner, gradient[:60, :60])  # moved in from the edges, not padded
+    tall = WorkingImage(gradient[:, :100], 1.0)  # a face wider than the picture: the largest square inside
+    assert np.array_equal(crop_face(tall, Face((0, 40, 100, 100), 0.99), 100, 0.1), gradient[40:140, :100])
+
+
 def test_bounds_on_faces(cli, photos: Path):
     code, out, _ = cli("scan", photos / "astronaut.png", "--faces", "--min-face-size", "400")
     (row,) = face_rows(out)
@@ -192,8 +205,8 @@ def test_face_mode_rows_stay_one_per_file_for_broken_inputs(cli, tmp_path: Path)
     assert rows[0]["error"] == "empty file" and rows[1]["score"] != ""
 
 
-def test_train_on_face_crops_detects_once(photos: Path, tmp_path: Path, monkeypatch):
-    from deepscan.faces import FaceFinder
+def test_train_on_face_crops_detects_once_and_scan_crops_as_trained(cli, photos: Path, tmp_path: Path, monkeypatch):
+    from deepscan.faces import Face, FaceFinder, crop_face, load_working_image
     from deepscan.model import read_spec
     from deepscan.train import Augmentation, TrainConfig, train
 
@@ -211,6 +224,7 @@ def test_train_on_face_crops_detects_once(photos: Path, tmp_path: Path, monkeypa
         batch_size=4,
         val_split=0.34,
         faces=True,
+        face_margin=0.3,
         augmentation=Augmentation(rotation=0, shift=0, jpeg=0, blur=0),
     )
     train([data_dir], out, config, log=lambda line: None)
@@ -218,6 +232,15 @@ def test_train_on_face_crops_detects_once(photos: Path, tmp_path: Path, monkeypa
     assert spec.training["input"] == "face crops (as scan --faces)"
     assert spec.training["faces_found"] == 6  # every astronaut copy; the noise has none
     assert out.with_name("m.faces.json").exists()
+
+    crops = tmp_path / "crops"  # scan --faces crops as the model was trained: the margin travels inside it
+    code, report, _ = cli("scan", photos / "astronaut.png", "--faces", "--model", out, "--save-crops", crops)
+    (row,) = face_rows(report)
+    (saved,) = crops.iterdir()
+    expected = crop_face(load_working_image(photos / "astronaut.png"), Face(tuple(box_of(row)), 1.0), 32, 0.3)
+    assert code == ExitCode.OK and spec.face_margin == 0.3
+    assert "margin 0.3 of the face size" in cli("info", out)[1]  # info says how the model's faces are cropped
+    assert np.array_equal(np.asarray(Image.open(saved)), expected)
 
     def no_detection(self, images):
         raise AssertionError("faces were detected again")

@@ -69,7 +69,7 @@ def evaluate_command(
     faces: FacesOption = False,
     min_face_size: MinFaceSizeOption = FACE_DEFAULTS.min_face_size,
     max_faces: MaxFacesOption = FACE_DEFAULTS.max_faces,
-    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+    face_margin: FaceMarginOption = None,
     group_pattern: GroupPatternOption = GROUP_PATTERN,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:

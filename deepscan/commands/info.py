@@ -46,6 +46,8 @@ def info_command(
     table.add_column(overflow="fold")
     table.add_row("architecture", spec.arch)
     table.add_row("input", f"{spec.image_size}x{spec.image_size} RGB, raw 0..255 pixels")
+    if spec.face_margin is not None:
+        table.add_row("face crops", f"margin {spec.face_margin:g} of the face size, inside the picture (scan --faces)")
     table.add_row("score", f"probability of '{spec.classes[1]}'")
     table.add_row("threshold", f"{spec.threshold:.4f}")
     table.add_row("trained on", spec.trained_on)

@@ -53,7 +53,12 @@ MaxFacesOption = Annotated[
     int, typer.Option(min=1, help="Score at most this many faces per image.", rich_help_panel=FACES)
 ]
 FaceMarginOption = Annotated[
-    float, typer.Option(min=0.0, help="Margin around each face, as a fraction of its size.", rich_help_panel=FACES)
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Margin around each face, as a fraction of its size (default: the one the face model was trained with).",
+        rich_help_panel=FACES,
+    ),
 ]
 
 
@@ -77,7 +82,7 @@ GroupPatternOption = Annotated[
 ]
 
 
-def face_settings(faces: bool, min_face_size: int, max_faces: int, margin: float) -> FaceSettings | None:
+def face_settings(faces: bool, min_face_size: int, max_faces: int, margin: float | None) -> FaceSettings | None:
     """The face options as library settings (None: whole images)."""
     return FaceSettings(min_face_size, max_faces, margin) if faces else None
 

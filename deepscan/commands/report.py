@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deepscan.commands.options import FACE_DEFAULTS, FaceMarginOption, ModelOption, TrustModelOption
+from deepscan.commands.options import FaceMarginOption, ModelOption, TrustModelOption
 from deepscan.report import check_destination
 
 
@@ -22,7 +22,7 @@ def report_command(
     explain: Annotated[int, typer.Option(min=0, help="Grad-CAM heat maps of the N most suspicious files.")] = 0,
     model: ModelOption = None,
     trust_model: TrustModelOption = False,
-    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+    face_margin: FaceMarginOption = None,
 ) -> None:
     """Build an HTML report from REPORT: files most suspicious first, thumbnails, evidence, heat maps.
 

@@ -152,7 +152,7 @@ def scan_command(
     faces: FacesOption = False,
     min_face_size: MinFaceSizeOption = FACE_DEFAULTS.min_face_size,
     max_faces: MaxFacesOption = FACE_DEFAULTS.max_faces,
-    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+    face_margin: FaceMarginOption = None,
     save_crops: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Write the scored crops here for review.", rich_help_panel=FACES),

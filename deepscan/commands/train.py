@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepscan.commands.options import DATA, FACE_DEFAULTS, MODEL, FaceMarginOption, GroupPatternOption
+from deepscan.commands.options import DATA, MODEL, GroupPatternOption
 from deepscan.errors import DeepscanError, ExitCode, OutputError
 from deepscan.evaluate import GROUP_PATTERN
+from deepscan.faces import DEFAULT_MARGIN
 from deepscan.model import ARCHITECTURES, list_architectures
 from deepscan.report import check_destination
 
@@ -64,7 +65,15 @@ def train_command(
             rich_help_panel=DATA,
         ),
     ] = False,
-    face_margin: FaceMarginOption = FACE_DEFAULTS.margin,
+    face_margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="With --faces: the margin around each face, as a fraction of its size (stored in the model, "
+            "which scan --faces then crops with).",
+            rich_help_panel=DATA,
+        ),
+    ] = DEFAULT_MARGIN,
     target_fpr: Annotated[
         float | None,
         typer.Option(
