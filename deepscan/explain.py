@@ -89,8 +89,9 @@ def explainer(models: list[ScanModel], margin: float | None) -> Callable[[Entry]
             cams[model.identity] = GradCam(model.detector())
         cam = cams[model.identity]
         box = tuple(entry.explain_box) if entry.explain_box is not None else None
+        crop_margin = FaceSettings(margin=margin).margin_for(model.spec)
         try:
-            pixels = explain_input(entry.path, box, cam.size, FaceSettings(margin=margin).margin_for(model.spec))  # type: ignore[arg-type]
+            pixels = explain_input(entry.path, box, cam.size, crop_margin)  # type: ignore[arg-type]
         except ImageError:
             return None
         return overlay(pixels, cam.heat(pixels))
