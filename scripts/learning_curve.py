@@ -13,23 +13,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from deepscan.discovery import find_images
-from deepscan.evaluate import GROUP_PATTERN
+from deepscan.evaluate import GROUP_PATTERN, group_keys
 
 
 def subset(data: Path, fraction: float, folder: Path, seed: int = 1234) -> None:
     """folder/train/{real,fake}: links to a share of each class's groups; folder/val: a link to the whole val."""
-    pattern = re.compile(GROUP_PATTERN)
     for label in ("real", "fake"):
         groups: dict[str, list[str]] = {}
-        for path in find_images([data / "train" / label]):
-            found = pattern.search(Path(path).name)
-            groups.setdefault(found.group(1) if found else path, []).append(path)
+        paths = list(find_images([data / "train" / label]))
+        for path, key in zip(paths, group_keys(paths, GROUP_PATTERN), strict=True):
+            groups.setdefault(key, []).append(path)
         keys = sorted(groups)
         random.Random(seed).shuffle(keys)
         target = folder / "train" / label
