@@ -23,32 +23,30 @@ from PIL import Image
 
 from deepscan.discovery import find_images
 
-Change = Callable[[Image.Image, random.Random], tuple[Image.Image, dict]]  # (image, rng) -> (changed, save options)
+Change = Callable[[Image.Image, random.Random], Image.Image]  # (image, rng) -> the changed image
+PNG = {"format": "PNG"}  # lossless: the change alone alters the pixels
 BACKGROUNDS = ("coffee.jpg", "chelsea_cat.jpg", "rocket.jpg", "hubble_deep_field.jpg")  # sample_images/ without a face
 
 
-def jpeg(quality: int) -> Change:
-    def change(image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict]:
-        return image, {"format": "JPEG", "quality": quality}
-
-    return change
+def unchanged(image: Image.Image, rng: random.Random) -> Image.Image:
+    return image
 
 
 def crop(share: float) -> Change:
     """A crop of ``share`` of each side at a random place: the content moves by up to 1 - share."""
 
-    def change(image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict]:
+    def change(image: Image.Image, rng: random.Random) -> Image.Image:
         w, h = round(image.width * share), round(image.height * share)
         x, y = rng.randint(0, image.width - w), rng.randint(0, image.height - h)
-        return image.crop((x, y, x + w, y + h)), {"format": "PNG"}
+        return image.crop((x, y, x + w, y + h))
 
     return change
 
 
 def resize(share: float) -> Change:
-    def change(image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict]:
+    def change(image: Image.Image, rng: random.Random) -> Image.Image:
         size = (round(image.width * share), round(image.height * share))
-        return image.resize(size, Image.Resampling.BILINEAR), {"format": "PNG"}
+        return image.resize(size, Image.Resampling.BILINEAR)
 
     return change
 
@@ -56,7 +54,7 @@ def resize(share: float) -> Change:
 def in_a_picture(backgrounds: list[Image.Image]) -> Change:
     """The image, at its own scale, at a random place in a photo twice its size (the face inside a larger picture)."""
 
-    def change(image: Image.Image, rng: random.Random) -> tuple[Image.Image, dict]:
+    def change(image: Image.Image, rng: random.Random) -> Image.Image:
         side = 2 * max(image.size)
         back = rng.choice(backgrounds)
         scale = side / min(back.size) * rng.uniform(1.0, 1.5)
@@ -64,30 +62,31 @@ def in_a_picture(backgrounds: list[Image.Image]) -> Change:
         x, y = rng.randint(0, back.width - side), rng.randint(0, back.height - side)
         canvas = back.crop((x, y, x + side, y + side))
         canvas.paste(image, (rng.randint(0, side - image.width), rng.randint(0, side - image.height)))
-        return canvas, {"format": "PNG"}
+        return canvas
 
     return change
 
 
-def changes(sample_images: Path) -> dict[str, Change]:
+def changes(sample_images: Path) -> dict[str, tuple[Change, dict]]:
+    """Each change by name, with the options its copies are saved with."""
     backgrounds = [Image.open(sample_images / name).convert("RGB") for name in BACKGROUNDS]
     return {
-        "jpeg 80": jpeg(80),
-        "crop 97%": crop(0.97),
-        "crop 90%": crop(0.90),
-        "resize 75%": resize(0.75),
-        "in a picture": in_a_picture(backgrounds),
+        "jpeg 80": (unchanged, {"format": "JPEG", "quality": 80}),
+        "crop 97%": (crop(0.97), PNG),
+        "crop 90%": (crop(0.90), PNG),
+        "resize 75%": (resize(0.75), PNG),
+        "in a picture": (in_a_picture(backgrounds), PNG),
     }
 
 
-def copy_changed(source: Path, target: Path, change: Change) -> None:
+def copy_changed(source: Path, target: Path, change: Change, save: dict) -> None:
     """target/<path inside source>: each image of source, changed (kept if already made)."""
+    suffix = ".jpg" if save["format"] == "JPEG" else ".png"
     for path in map(Path, find_images([source])):
-        image, save = change(Image.open(path).convert("RGB"), random.Random(path.name))
-        out = (target / path.relative_to(source)).with_suffix(".jpg" if save["format"] == "JPEG" else ".png")
+        out = (target / path.relative_to(source)).with_suffix(suffix)
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            image.save(out, **save)
+            change(Image.open(path).convert("RGB"), random.Random(path.name)).save(out, **save)
 
 
 def evaluate(folders: list[Path], options: list[str]) -> dict[str, dict]:
@@ -109,10 +108,10 @@ def main() -> None:
     options = [*(["--model", str(args.model)] if args.model else []), *(["--faces"] if args.faces else [])]
     names = [f"{data.parent.name}-{data.name}" for data in args.data]  # ../shared/data/val: data-val
     rows = {"as stored": evaluate(args.data, options)}
-    for label, change in changes(args.sample_images).items():
+    for label, (change, save) in changes(args.sample_images).items():
         folders = [args.work / label.replace(" ", "-").replace("%", "") / name for name in names]
         for data, folder in zip(args.data, folders, strict=True):
-            copy_changed(data, folder, change)
+            copy_changed(data, folder, change, save)
         rows[label] = evaluate(folders, options)
     print(f"| change | {' | '.join(f'{name}: AUC, balanced accuracy' for name in names)} |")
     print(f"|---|{'---|' * len(names)}")
