@@ -78,7 +78,7 @@ def explainer(models: list[ScanModel], margin: float | None) -> Callable[[Entry]
 
     ``margin``: the face crops' (None: each face model's own, as in face mode).
     """
-    from deepscan.faces import FaceSettings
+    from deepscan.faces import crop_margin
 
     cams: dict[str, GradCam] = {}
     by_identity = {model.identity: model for model in models}
@@ -89,9 +89,8 @@ def explainer(models: list[ScanModel], margin: float | None) -> Callable[[Entry]
             cams[model.identity] = GradCam(model.detector())
         cam = cams[model.identity]
         box = tuple(entry.explain_box) if entry.explain_box is not None else None
-        crop_margin = FaceSettings(margin=margin).margin_for(model.spec)
         try:
-            pixels = explain_input(entry.path, box, cam.size, crop_margin)  # type: ignore[arg-type]
+            pixels = explain_input(entry.path, box, cam.size, crop_margin(margin, model.spec))  # type: ignore[arg-type]
         except ImageError:
             return None
         return overlay(pixels, cam.heat(pixels))

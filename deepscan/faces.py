@@ -42,9 +42,10 @@ class FaceSettings:
     max_faces: int = 10  # per image, most confident first
     margin: float | None = None  # around each face, as a fraction of its size; None: the face model's own
 
-    def margin_for(self, spec: ModelSpec) -> float:
-        """The crop margin for a model: the one asked for, else the one it was trained with."""
-        return next(m for m in (self.margin, spec.face_margin, DEFAULT_MARGIN) if m is not None)
+
+def crop_margin(asked: float | None, spec: ModelSpec) -> float:
+    """The face crop margin for a model: the one asked for, else the one it was trained with."""
+    return next(m for m in (asked, spec.face_margin, DEFAULT_MARGIN) if m is not None)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class FaceScorer:
         if self._finder is None:
             self._finder = FaceFinder(self.settings)
         finder, detector, whole = self._finder, self.faces.detector(), self.whole.detector()
-        margin = self.settings.margin_for(self.faces.spec)
+        margin = crop_margin(self.settings.margin, self.faces.spec)
         pending, images = [], []
         for path, image in chunk:
             pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
