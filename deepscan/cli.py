@@ -163,10 +163,11 @@ def main_options(
 
 
 def _register_commands() -> None:
-    from deepscan.commands import evaluate, info, inspect, report, scan, train
+    from deepscan.commands import combine, evaluate, info, inspect, report, scan, train
 
     app.command("scan", cls=DeepscanCommand, epilog=EXIT_CODES_HELP)(scan.scan_command)
     app.command("train", cls=DeepscanCommand)(train.train_command)
+    app.command("combine", cls=DeepscanCommand)(combine.combine_command)
     app.command("evaluate", cls=DeepscanCommand)(evaluate.evaluate_command)
     app.command("info", cls=DeepscanCommand)(info.info_command)
     app.command("inspect", cls=DeepscanCommand)(inspect.inspect_command)

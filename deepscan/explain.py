@@ -1,6 +1,6 @@
 """Grad-CAM heat maps: where in an image the model's score came from.
 
-The gradients of the score with respect to the model's last convolutional
+The gradients of the score's logit with respect to the model's last convolutional
 feature map (the last layer whose output is still an image, before global
 pooling or flattening) weight that map's channels; their weighted sum,
 rectified and scaled to 0..1, is the heat map (Selvaraju et al., 2017).
@@ -31,8 +31,12 @@ class GradCam:
         import keras
 
         model = detector.keras_model
-        feature_layer = [layer for layer in model.layers if len(layer.output.shape) == 4][-1]
-        self._model = keras.Model(model.inputs, [feature_layer.output, model.outputs[0]])
+        head = model.get_layer("p_fake")
+        # The network that saw the image (of a views model, the first view's: the face crop) and its part of the head.
+        network = model.get_layer("view0") if detector.spec.views else keras.Model(model.inputs, head.input)
+        feature_layer = [layer for layer in network.layers if len(layer.output.shape) == 4][-1]
+        self._model = keras.Model(network.inputs, [feature_layer.output, network.outputs[0]])
+        self._head = head.get_weights()[0][: network.outputs[0].shape[-1]]
         self._tf = tf
         self.size = detector.spec.image_size
 
@@ -41,8 +45,8 @@ class GradCam:
         tf = self._tf
         batch = tf.cast(pixels[None], tf.float32)
         with tf.GradientTape() as tape:
-            features, score = self._model(batch, training=False)
-            target = score[:, 0]
+            features, pooled = self._model(batch, training=False)
+            target = tf.matmul(pooled, self._head)[:, 0]  # the score's logit, as far as this network gives it
         gradients = tape.gradient(target, features)
         weights = tf.reduce_mean(gradients, axis=(1, 2))
         cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()

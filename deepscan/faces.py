@@ -48,6 +48,11 @@ def crop_margin(asked: float | None, spec: ModelSpec) -> float:
     return next(m for m in (asked, spec.face_margin, DEFAULT_MARGIN) if m is not None)
 
 
+def view_margins(asked: float | None, spec: ModelSpec) -> list[float]:
+    """The crop margin of each of a model's views: the first as crop_margin resolves it, the others as stored."""
+    return [crop_margin(asked, spec), *spec.views[1:]]
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[int, int, int, int]  # x, y, width, height in the original image's pixels
@@ -128,6 +133,11 @@ def crop_face(image: WorkingImage, face: Face | None, size: int, margin: float) 
     return np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
+def face_views(image: WorkingImage, face: Face | None, size: int, margins: list[float]) -> np.ndarray:
+    """The face cropped at each margin, side by side: the input of a model of several views (one: crop_face)."""
+    return np.concatenate([crop_face(image, face, size, margin) for margin in margins], axis=1)
+
+
 def detect_once(paths: list[str], finder: FaceFinder, cache_file: Path, chunk: int = 16) -> dict[str, Face | None]:
     """The most confident face of each image (None: no face, or unreadable), detected once.
 
@@ -198,7 +208,7 @@ class FaceScorer:
         if self._finder is None:
             self._finder = FaceFinder(self.settings)
         finder, detector, whole = self._finder, self.faces.detector(), self.whole.detector()
-        margin = crop_margin(self.settings.margin, self.faces.spec)
+        margins = view_margins(self.settings.margin, self.faces.spec)
         pending, images = [], []
         for path, image in chunk:
             pending.append(_Pending(path, error=image if isinstance(image, str) else ""))
@@ -213,9 +223,9 @@ class FaceScorer:
                 continue
             image, item.faces = next(readable), next(found)
             if item.faces:
-                face_crops += [crop_face(image, face, detector.spec.image_size, margin) for face in item.faces]
+                face_crops += [face_views(image, face, detector.spec.image_size, margins) for face in item.faces]
             else:
-                whole_crops.append(crop_face(image, None, whole.spec.image_size, margin))
+                whole_crops.append(crop_face(image, None, whole.spec.image_size, margins[0]))
         face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
         records: list[Record] = []
         scored_crops: list[np.ndarray] = []

@@ -47,6 +47,17 @@ class ModelSpec:
     deepscan_version: str = __version__
     # How the model was made: data counts, epochs, seed, validation metrics...
     training: dict[str, Any] = field(default_factory=dict)
+    # A model of several views (deepscan.views): the face-crop margin of each, side by side in its input.
+    views: list[float] = field(default_factory=list)
+
+    @property
+    def view_count(self) -> int:
+        return max(1, len(self.views))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The pixels one image gives the model: its views side by side."""
+        return self.image_size, self.image_size * self.view_count, 3
 
     @property
     def trained_on(self) -> str:
@@ -55,7 +66,9 @@ class ModelSpec:
 
     @property
     def face_margin(self) -> float | None:
-        """The margin of the face crops the model was trained on (None: not a face-crop model)."""
+        """The margin of the face crops the model was trained on, its first view's (None: not a face-crop model)."""
+        if self.views:
+            return self.views[0]
         config = self.training.get("config") or {}
         return config.get("face_margin") if config.get("faces") else None
 
@@ -77,9 +90,8 @@ class ModelSpec:
         spec = cls(**{k: v for k, v in data.items() if k in names})
         _check(isinstance(spec.arch, str) and spec.arch != "", "arch", spec.arch, "a non-empty string")
         _check(_is_int(spec.image_size) and spec.image_size > 0, "image_size", spec.image_size, "a positive integer")
-        number = isinstance(spec.threshold, (int, float)) and not isinstance(spec.threshold, bool)
         _check(
-            number and math.isfinite(spec.threshold) and 0 <= spec.threshold <= 1,
+            _is_number(spec.threshold) and 0 <= spec.threshold <= 1,
             "threshold",
             spec.threshold,
             "a number from 0 to 1",
@@ -90,13 +102,22 @@ class ModelSpec:
             "classes", spec.classes, "two different class names",
         )  # fmt: skip
         _check(isinstance(spec.training, dict), "training", type(spec.training).__name__, "an object")
+        _check(
+            isinstance(spec.views, list) and all(_is_number(m) and 0 <= m <= 10 for m in spec.views),
+            "views", spec.views, "a list of face-crop margins from 0 to 10",
+        )  # fmt: skip
         spec.threshold = float(spec.threshold)
+        spec.views = [float(margin) for margin in spec.views]
         spec.classes = tuple(spec.classes)  # type: ignore[assignment]
         return spec
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:
@@ -301,11 +322,15 @@ class Detector:
     _predict: Any = field(default=None, repr=False)
 
     def predict(self, pixels: Any) -> np.ndarray:
-        """Scores for a batch of uint8 images shaped (n, size, size, 3)."""
+        """Scores for a batch of uint8 images shaped (n, size, size, 3), or (n, *spec.input_shape).
+
+        A model of several views given single images sees each image in every view.
+        """
+        tf = tensorflow()
+        if self.spec.view_count > 1 and pixels.shape[2] == self.spec.image_size:
+            pixels = tf.tile(pixels, [1, 1, self.spec.view_count, 1])
         if self._predict is None:
-            tf = tensorflow()
-            size = self.spec.image_size
-            signature = [tf.TensorSpec([None, size, size, 3], tf.uint8)]
+            signature = [tf.TensorSpec([None, *self.spec.input_shape], tf.uint8)]
 
             @tf.function(input_signature=signature, autograph=False)
             def predict(batch: tf.Tensor) -> tf.Tensor:
@@ -338,7 +363,7 @@ def load_model(path: str | Path | None = None, *, trust: bool = False) -> Detect
         raise ModelError(f"cannot load model {path}: {_first_line(err)}") from None
     except Exception as err:  # Keras raises many types for a damaged archive
         raise ModelError(f"cannot load model {path}: {_first_line(err)}") from None
-    expected_in = (None, spec.image_size, spec.image_size, 3)
+    expected_in = (None, *spec.input_shape)
     if tuple(model.input_shape) != expected_in or tuple(model.output_shape) != (None, 1):
         raise ModelError(
             f"{path}: model takes {model.input_shape} and gives {model.output_shape}; "

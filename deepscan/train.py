@@ -471,18 +471,7 @@ def train(
         source.name: _score(model, ds, bad)
         for source, ds, (_, bad) in zip(sources, val_batches, val_parts, strict=True)
     }
-    pooled_raw = _pooled(list(raw.values()))
-    temperature = fit_temperature(pooled_raw.scores, pooled_raw.labels)
-    uncalibrated = calibration_error(pooled_raw.scores, pooled_raw.labels)
-    if calibration_error(scaled(pooled_raw.scores, temperature), pooled_raw.labels) < uncalibrated:
-        calibrate(model, temperature)
-    else:
-        temperature = 1.0  # calibrate only where it helps
-    scored = {name: replace(s, scores=scaled(s.scores, temperature)) for name, s in raw.items()}
-    spec.threshold = _threshold(list(scored.values()), config.target_fpr)
-    pooled = _pooled(list(scored.values()))
-    evaluation = report_card(pooled, spec.threshold)
-    cards = {name: report_card(s, spec.threshold) for name, s in scored.items()}
+    evaluation, cards, figures = calibrate_on_validation(model, spec, raw, config.target_fpr)
     spec.training = {
         "trained_on": config.trained_on or ", ".join(source.name for source in sources),
         "data": {source.name: source.split.counts() for source in sources},
@@ -494,6 +483,39 @@ def train(
         **({"faces_found": faces_found} if config.faces else {}),
         "config": _jsonable(asdict(config)),
         "shortcut_aucs": shortcuts,
+        **figures,
+    }
+    if config.crop:  # the same weights in a model of the scanning input size
+        model = _fixed_size_copy(model, spec)
+    save_model(model, spec, out)
+    if not interrupted:
+        shutil.rmtree(work, ignore_errors=True)
+    return TrainResult(out, epochs_run, interrupted, evaluation, unreadable, cards)
+
+
+def calibrate_on_validation(
+    model: keras.Model, spec: ModelSpec, raw: dict[str, ScoredSet], target_fpr: float | None
+) -> tuple[Evaluation, dict[str, Evaluation], dict[str, Any]]:
+    """Calibrate a model on its validation scores, each source apart, and choose its threshold (into ``spec``).
+
+    A temperature fitted on the pooled scores goes into the model's weights
+    where it lowers the calibration error. Returns the pooled report card,
+    each source's, and the figures the spec keeps (calibration, val_metrics,
+    val_sources).
+    """
+    pooled_raw = _pooled(list(raw.values()))
+    temperature = fit_temperature(pooled_raw.scores, pooled_raw.labels)
+    uncalibrated = calibration_error(pooled_raw.scores, pooled_raw.labels)
+    if calibration_error(scaled(pooled_raw.scores, temperature), pooled_raw.labels) < uncalibrated:
+        calibrate(model, temperature)
+    else:
+        temperature = 1.0  # calibrate only where it helps
+    scored = {name: replace(s, scores=scaled(s.scores, temperature), fake=None) for name, s in raw.items()}
+    spec.threshold = _threshold(list(scored.values()), target_fpr)
+    pooled = _pooled(list(scored.values()))
+    evaluation = report_card(pooled, spec.threshold)
+    cards = {name: report_card(s, spec.threshold) for name, s in scored.items()}
+    figures = {
         "calibration": {
             "temperature": temperature,
             "ece_before": {name: calibration_error(s.scores, s.labels) for name, s in raw.items()},
@@ -502,12 +524,7 @@ def train(
         "val_metrics": _metrics(evaluation, pooled),
         "val_sources": {name: _metrics(card, scored[name]) for name, card in cards.items()},
     }
-    if config.crop:  # the same weights in a model of the scanning input size
-        model = _fixed_size_copy(model, spec)
-    save_model(model, spec, out)
-    if not interrupted:
-        shutil.rmtree(work, ignore_errors=True)
-    return TrainResult(out, epochs_run, interrupted, evaluation, unreadable, cards)
+    return evaluation, cards, figures
 
 
 def _metrics(card: Evaluation, scored: ScoredSet) -> dict[str, float]:

@@ -46,6 +46,9 @@ def info_command(
     table.add_column(overflow="fold")
     table.add_row("architecture", spec.arch)
     table.add_row("input", f"{spec.image_size}x{spec.image_size} RGB, raw 0..255 pixels")
+    if spec.views:
+        margins = ", ".join(f"{margin:g}" for margin in spec.views)
+        table.add_row("views", f"{len(spec.views)} crops of each face side by side (margins {margins}); the mean logit")
     if spec.face_margin is not None:
         table.add_row("face crops", f"margin {spec.face_margin:g} of the face size, inside the picture (scan --faces)")
     table.add_row("score", f"probability of '{spec.classes[1]}'")
@@ -66,6 +69,8 @@ def _plain(value: Any) -> str:
             f"{key}=({_plain(item)})" if isinstance(item, dict) else f"{key}={_plain(item)}"
             for key, item in sorted(value.items())
         )
+    if isinstance(value, list):
+        return "; ".join(f"({_plain(item)})" if isinstance(item, dict) else _plain(item) for item in value)
     if isinstance(value, float):
         return f"{value:.4g}"
     return "none" if value is None else str(value)

@@ -6,12 +6,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from deepscan.faces import FaceSettings
+
+if TYPE_CHECKING:
+    from deepscan.evaluate import Evaluation
 
 MODEL, FACES, PERFORMANCE, DATA = "Model", "Faces (pip install 'deepscan-audit\\[faces]')", "Performance", "Data"
 FACE_DEFAULTS = FaceSettings()
@@ -56,7 +59,8 @@ FaceMarginOption = Annotated[
     float | None,
     typer.Option(
         min=0.0,
-        help="Margin around each face, as a fraction of its size (default: the one the face model was trained with).",
+        help="Margin around each face, as a fraction of its size (default: the one the face model was trained with; "
+        "of a views model, this sets its first view's).",
         rich_help_panel=FACES,
     ),
 ]
@@ -80,6 +84,52 @@ GroupPatternOption = Annotated[
         rich_help_panel=DATA,
     ),
 ]
+
+TargetFprOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Pick the threshold keeping false positives on real validation images at or below this rate "
+        "(default: the threshold that maximises balanced accuracy).",
+        rich_help_panel=MODEL,
+    ),
+]
+TrainedOnOption = Annotated[
+    str,
+    typer.Option(
+        metavar="TEXT",
+        help="What the model covers, in a few words, shown by 'scan' and 'info' (default: the training "
+        "folders' names; for combine, those its models record).",
+        rich_help_panel=MODEL,
+    ),
+]
+
+
+def print_validation(console: Console, saved: str, card: Evaluation, sources: dict[str, Evaluation]) -> None:
+    """A new model's validation figures for people: pooled, then each source's; a warning if it is no use."""
+    console.print(
+        f"{saved}: val ROC AUC {card.roc_auc:.3f}, balanced accuracy {card.balanced_accuracy:.3f} "
+        f"at threshold {card.threshold:.3f}" + (" (pooled)" if len(sources) > 1 else ""),
+        markup=False,
+        soft_wrap=True,
+    )
+    if len(sources) > 1:
+        for name, figures in sources.items():
+            console.print(
+                f"  {name}: ROC AUC {figures.roc_auc:.3f}, balanced accuracy {figures.balanced_accuracy:.3f}, "
+                f"false-positive rate {figures.false_positive_rate:.3f}",
+                markup=False,
+                soft_wrap=True,
+            )
+    if not card.roc_auc > 0.5:
+        console.print(
+            f"warning: the model is no better than chance on the validation set (ROC AUC {card.roc_auc:.3f}); "
+            "check the data layout (real/ and fake/) and train longer before using it",
+            style="bold yellow",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def face_settings(faces: bool, min_face_size: int, max_faces: int, margin: float | None) -> FaceSettings | None:

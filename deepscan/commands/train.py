@@ -10,7 +10,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepscan.commands.options import DATA, MODEL, GroupPatternOption
+from deepscan.commands.options import (
+    DATA,
+    MODEL,
+    GroupPatternOption,
+    TargetFprOption,
+    TrainedOnOption,
+    print_validation,
+)
 from deepscan.errors import DeepscanError, ExitCode, OutputError
 from deepscan.evaluate import GROUP_PATTERN
 from deepscan.faces import DEFAULT_MARGIN
@@ -74,16 +81,7 @@ def train_command(
             rich_help_panel=DATA,
         ),
     ] = DEFAULT_MARGIN,
-    target_fpr: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Pick the threshold keeping false positives on real validation images at or below this rate "
-            "(default: the threshold that maximises balanced accuracy).",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
+    target_fpr: TargetFprOption = None,
     val_split: Annotated[
         float, typer.Option(help="Validation fraction when DATA_DIR has no train/ and val/.", rich_help_panel=DATA)
     ] = 0.15,
@@ -98,14 +96,7 @@ def train_command(
             rich_help_panel=DATA,
         ),
     ] = None,
-    trained_on: Annotated[
-        str,
-        typer.Option(
-            metavar="TEXT",
-            help="What the model covers, in a few words, shown by 'scan' and 'info' (default: the folder names).",
-            rich_help_panel=MODEL,
-        ),
-    ] = "",
+    trained_on: TrainedOnOption = "",
     cache: Annotated[
         Path | None,
         typer.Option(help="Cache decoded images in this file instead of memory (large sets).", rich_help_panel=DATA),
@@ -220,28 +211,7 @@ def train_command(
         tensorboard=tensorboard,
     )
     result = train(data_dirs, out, config, log=lambda line: console.print(line, markup=False, soft_wrap=True))
-    card = result.evaluation
-    console.print(
-        f"saved {result.model_path} after {result.epochs_run} epochs: val ROC AUC {card.roc_auc:.3f}, "
-        f"balanced accuracy {card.balanced_accuracy:.3f} at threshold {card.threshold:.3f}"
-        + (" (pooled)" if len(result.sources) > 1 else ""),
-        markup=False,
-        soft_wrap=True,
+    print_validation(
+        console, f"saved {result.model_path} after {result.epochs_run} epochs", result.evaluation, result.sources
     )
-    if len(result.sources) > 1:
-        for name, figures in result.sources.items():
-            console.print(
-                f"  {name}: ROC AUC {figures.roc_auc:.3f}, balanced accuracy {figures.balanced_accuracy:.3f}, "
-                f"false-positive rate {figures.false_positive_rate:.3f}",
-                markup=False,
-                soft_wrap=True,
-            )
-    if not card.roc_auc > 0.5:
-        console.print(
-            f"warning: the model is no better than chance on the validation set (ROC AUC {card.roc_auc:.3f}); "
-            "check the data layout (real/ and fake/) and train longer before using it",
-            style="bold yellow",
-            markup=False,
-            soft_wrap=True,
-        )
     return ExitCode.INTERRUPTED if result.interrupted else ExitCode.OK
