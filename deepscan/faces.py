@@ -178,7 +178,8 @@ class FaceScorer:
     Decoding runs in parallel in tf.data; MTCNN sees a list of images per
     call; the crops of a batch go through the model together. A file with
     no face gives one record (face None) scored on the whole image by the
-    ``whole`` model. A file's records always come in one batch.
+    ``whole`` model. A views model gets each face cropped once per view, side
+    by side. A file's records always come in one batch.
     """
 
     faces: ScanModel

@@ -155,8 +155,13 @@ def test_evaluate_faces_scores_each_file_by_its_most_suspicious_face(cli, photos
 
 
 def test_face_mode_uses_the_packaged_face_crop_model(cli, photos: Path, tmp_path: Path):
+    from deepscan.model import model_identity, packaged_model
+
     code, out, _ = cli("info", "--faces", "--json")
-    assert code == ExitCode.OK and json.loads(out)["training"]["input"] == "face crops (as scan --faces)"
+    spec = json.loads(out)
+    assert code == ExitCode.OK and spec["training"]["input"] == "face crops (as scan --faces), one per view"
+    # Its wider view is judged by the packaged whole-image model itself: retraining that one means combining again.
+    assert spec["training"]["views"][1]["model"] == model_identity(packaged_model())
     summary = tmp_path / "summary.json"
     code, _, _ = cli("scan", photos / "astronaut.png", "--faces", "-q", "--summary-json", summary)
     figures = json.loads(summary.read_text())
