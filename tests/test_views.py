@@ -133,7 +133,7 @@ def test_combine_calibrates_in_face_mode_and_scan_crops_each_view_at_its_margin(
     code, card, _ = cli("evaluate", labelled_faces, "--faces", "--model", out, "-f", "json")
     assert code == ExitCode.OK
     assert json.loads(card)["roc_auc"] == pytest.approx(spec.training["val_metrics"]["roc_auc"])
-    assert "margin 0.1 of the face size" in cli("info", out)[1]
+    assert "margins 0.1, 0.5 of its size" in cli("info", out)[1]
 
 
 @pytest.mark.parametrize(

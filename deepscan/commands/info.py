@@ -45,11 +45,12 @@ def info_command(
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("architecture", spec.arch)
-    table.add_row("input", f"{spec.image_size}x{spec.image_size} RGB, raw 0..255 pixels")
+    pixels = f"{spec.image_size}x{spec.image_size} RGB, raw 0..255 pixels"
+    table.add_row("input", f"{pixels}, one image per view, side by side" if spec.views else pixels)
     if spec.views:
         margins = ", ".join(f"{margin:g}" for margin in spec.views)
-        table.add_row("views", f"{len(spec.views)} crops of each face side by side (margins {margins}); the mean logit")
-    if spec.face_margin is not None:
+        table.add_row("views", f"each face cropped at margins {margins} of its size; the score is their mean logit")
+    elif spec.face_margin is not None:
         table.add_row("face crops", f"margin {spec.face_margin:g} of the face size, inside the picture (scan --faces)")
     table.add_row("score", f"probability of '{spec.classes[1]}'")
     table.add_row("threshold", f"{spec.threshold:.4f}")
