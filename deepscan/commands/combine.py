@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deepscan.commands.options import MODEL, BatchSizeOption, TargetFprOption, TrainedOnOption, print_validation
+from deepscan.commands.options import (
+    MODEL,
+    BatchSizeOption,
+    TargetFprOption,
+    TrainedOnOption,
+    data_dirs_argument,
+    print_validation,
+)
 from deepscan.errors import DeepscanError, OutputError
 from deepscan.report import check_destination
 from deepscan.scorers import DEFAULT_BATCH_SIZE
@@ -17,13 +24,9 @@ from deepscan.scorers import DEFAULT_BATCH_SIZE
 def combine_command(
     data_dirs: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="DATA_DIR",
-            exists=True,
-            file_okay=False,
-            help="Validation folders holding real/ and fake/, scanned as 'scan --faces' scans them to calibrate "
-            "the combination and choose its threshold; each is reported apart and pooled.",
-            show_default=False,
+        data_dirs_argument(
+            "Validation folders holding real/ and fake/, scanned as 'scan --faces' scans them to calibrate "
+            "the combination and choose its threshold; each is reported apart and pooled."
         ),
     ],
     views: Annotated[

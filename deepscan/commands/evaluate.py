@@ -23,6 +23,7 @@ from deepscan.commands.options import (
     ModelOption,
     ThresholdOption,
     TrustModelOption,
+    data_dirs_argument,
     face_settings,
 )
 from deepscan.errors import DeepscanError
@@ -39,13 +40,7 @@ class CardFormat(str, Enum):
 def evaluate_command(
     data_dirs: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="DATA_DIR",
-            exists=True,
-            file_okay=False,
-            help="Folders holding real/ and fake/; with several, each is reported apart and pooled.",
-            show_default=False,
-        ),
+        data_dirs_argument("Folders holding real/ and fake/; with several, each is reported apart and pooled."),
     ],
     model: ModelOption = None,
     threshold: ThresholdOption = None,

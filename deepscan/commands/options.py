@@ -85,6 +85,12 @@ GroupPatternOption = Annotated[
     ),
 ]
 
+
+def data_dirs_argument(help: str) -> typer.models.ArgumentInfo:
+    """The DATA_DIR... argument of the commands that read labelled folders."""
+    return typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False, help=help, show_default=False)
+
+
 TargetFprOption = Annotated[
     float | None,
     typer.Option(

@@ -16,6 +16,7 @@ from deepscan.commands.options import (
     GroupPatternOption,
     TargetFprOption,
     TrainedOnOption,
+    data_dirs_argument,
     print_validation,
 )
 from deepscan.errors import DeepscanError, ExitCode, OutputError
@@ -38,13 +39,9 @@ class Schedule(str, Enum):
 def train_command(
     data_dirs: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="DATA_DIR",
-            exists=True,
-            file_okay=False,
-            help="Folders with real/ and fake/, or with train/ and val/ each holding real/ and fake/; "
-            "several are mixed in equal parts each epoch (see --source-weight).",
-            show_default=False,
+        data_dirs_argument(
+            "Folders with real/ and fake/, or with train/ and val/ each holding real/ and fake/; "
+            "several are mixed in equal parts each epoch (see --source-weight)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.keras).", rich_help_panel=MODEL)],
