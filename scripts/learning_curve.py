@@ -61,8 +61,7 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-        figures = json.loads(card.stdout)
-        sources = figures.get("sources", {vals[0]: figures})
+        sources = json.loads(card.stdout)["sources"]
         keys = ("roc_auc", "balanced_accuracy", "false_positive_rate")
         per_source = {Path(name).parent.name: {k: round(card[k], 4) for k in keys} for name, card in sources.items()}
         print(json.dumps({"fraction": fraction, **per_source}), flush=True)

@@ -93,8 +93,8 @@ def evaluate(folders: list[Path], options: list[str]) -> dict[str, dict]:
     """Per-source ROC AUC and balanced accuracy from `deepscan evaluate`, keyed by the folder."""
     command = [sys.executable, "-m", "deepscan", "evaluate", *map(str, folders), "--format", "json", *options]
     figures = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    sources = figures.get("sources", {str(folders[0]): figures})
-    return {name: {k: round(card[k], 3) for k in ("roc_auc", "balanced_accuracy")} for name, card in sources.items()}
+    keys = ("roc_auc", "balanced_accuracy")
+    return {name: {k: round(card[k], 3) for k in keys} for name, card in figures["sources"].items()}
 
 
 def main() -> None:

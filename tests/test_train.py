@@ -98,6 +98,8 @@ def test_evaluate_figures_match_a_confusion_matrix_made_by_hand(cli, trained: Pa
     code, out, _ = cli("evaluate", data, "--model", trained, "--format", "json")
     card = json.loads(out)
     assert code == 0
+    # One folder is one source: its own figures, the same as the pooled ones, where a script always finds them.
+    assert list(card["sources"]) == [str(data)] and card["sources"][str(data)]["roc_auc"] == card["roc_auc"]
     assert card["images"] == len(rows) and card["unreadable"] == 1
     assert card["confusion"]["fake"]["fake"] == int(np.sum(truth & predicted))
     assert card["confusion"]["real"]["fake"] == int(np.sum(~truth & predicted))

@@ -114,8 +114,7 @@ def evaluate_command(
         name: report_card(subset(scored, set(found)), primary.threshold, group_pattern)
         for name, (found, _) in sources.items()
     }
-    if len(sources) > 1:
-        figures["sources"] = {name: source_card.to_dict() for name, source_card in per_source.items()}
+    figures["sources"] = {name: source_card.to_dict() for name, source_card in per_source.items()}
     if robust:
         figures["robustness"] = [asdict(row) for row in table]
     if errors:
