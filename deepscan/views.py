@@ -88,7 +88,7 @@ def combine_views(
     every one of them (else it maximises pooled balanced accuracy).
     """
     if len(margins) != len(models):
-        raise ModelError(f"{len(models)} models but {len(margins)} margins: give one margin per model, or none")
+        raise ModelError(f"{len(models)} models but {len(margins)} margins: one per model (None: its own)")
     parts = [load_model(path) for path in models]
     model = stack_views(parts)
     views = [crop_margin(margin, part.spec) for margin, part in zip(margins, parts, strict=True)]
