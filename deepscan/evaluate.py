@@ -87,13 +87,15 @@ class Evaluation:
     roc_auc: float
     accuracy: float
     balanced_accuracy: float
-    false_positive_rate: float
+    false_positive_rate: float  # the share of real images flagged (NaN without real images)
+    true_positive_rate: float  # the share of fake images flagged (NaN without fake images)
     confusion: dict[str, dict[str, int]]  # confusion[true][predicted]
     per_class: dict[str, dict[str, float]]  # precision, recall, f1, support
     images_per_second: float
     calibration_error: float  # expected calibration error of the scores as probabilities (ECE, 10 bins)
     reliability: list[dict[str, float]]  # the reliability diagram: mean score, fake share and images per bin
-    # 95% bootstrap intervals of roc_auc and balanced_accuracy, and what was resampled; empty if not asked for
+    # 95% intervals (bootstrap: roc_auc, balanced_accuracy; Wilson over groups: the two rates) and the
+    # groups they count; empty if not asked for
     intervals: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +121,7 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, predicted: np.ndarra
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    present = all(per_class[name]["support"] for name in CLASS_NAMES)
     recalls = [per_class[name]["recall"] for name in CLASS_NAMES]
     return {
         "roc_auc": roc_auc(scores, labels),
@@ -128,8 +131,9 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, predicted: np.ndarra
             for mean, share, count in reliability(scores, labels)
         ],
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
-        "balanced_accuracy": float(np.mean(recalls)),
-        "false_positive_rate": 1.0 - per_class["real"]["recall"],
+        "balanced_accuracy": float(np.mean(recalls)) if present else float("nan"),
+        "false_positive_rate": 1.0 - per_class["real"]["recall"] if per_class["real"]["support"] else float("nan"),
+        "true_positive_rate": per_class["fake"]["recall"] if per_class["fake"]["support"] else float("nan"),
         "confusion": confusion,
         "per_class": per_class,
     }
@@ -171,13 +175,33 @@ def bootstrap_intervals(
             continue
         aucs[draw] = roc_auc(scored.scores[chosen], truth)
         balanced[draw] = (flagged[truth].mean() + (~flagged[~truth]).mean()) / 2
+    rates = {}
+    for name, truth in (("false_positive_rate", False), ("true_positive_rate", True)):
+        members = labels == truth
+        rates[name] = wilson_interval(fake[members].mean() if members.any() else np.nan, len(set(group_of[members])))
     return {
         "level": 0.95,
         "resamples": resamples,
         "groups": len(names),
         "roc_auc": _percentiles(aucs),
         "balanced_accuracy": _percentiles(balanced),
+        **rates,
     }
+
+
+def wilson_interval(rate: float, count: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson score interval of a share observed over ``count`` independent draws (here: groups).
+
+    Unlike a bootstrap it stays honest at 0 of 20 (0-16%), which is what a
+    small real-only folder with no false alarm shows.
+    """
+    if not count or np.isnan(rate):
+        return [float("nan"), float("nan")]
+    centre = (rate + z * z / (2 * count)) / (1 + z * z / count)
+    spread = z * np.sqrt(rate * (1 - rate) / count + z * z / (4 * count * count)) / (1 + z * z / count)
+    low = 0.0 if rate == 0 else max(0.0, centre - spread)  # exact at the ends, where rounding would miss them
+    high = 1.0 if rate == 1 else min(1.0, centre + spread)
+    return [float(low), float(high)]
 
 
 def _percentiles(values: np.ndarray) -> list[float]:
@@ -188,19 +212,22 @@ def _percentiles(values: np.ndarray) -> list[float]:
 
 
 def labelled_images(data_dir: str) -> tuple[list[str], list[int]]:
-    """Image paths under DATA_DIR/real and DATA_DIR/fake, with labels 0 (real) and 1 (fake)."""
+    """Image paths under DATA_DIR/real and DATA_DIR/fake, with labels 0 (real) and 1 (fake).
+
+    A folder may hold one class alone (real photos to count false alarms on, say).
+    """
     root = Path(data_dir)
+    folders = [root / name for name in CLASS_NAMES]
+    if not any(folder.is_dir() for folder in folders):
+        raise DataError(f"{root} must hold the folder real/, fake/ or both")
     paths: list[str] = []
     labels: list[int] = []
-    for label, name in enumerate(CLASS_NAMES):
-        folder = root / name
-        if not folder.is_dir():
-            raise DataError(f"{root} must hold the folders real/ and fake/ ({folder} is missing)")
-        found = list(find_images([folder]))
+    for label, folder in enumerate(folders):
+        found = list(find_images([folder])) if folder.is_dir() else []
         paths += found
         labels += [label] * len(found)
     if not paths:
-        raise DataError(f"no images found under {root}/real and {root}/fake")
+        raise DataError(f"no images found under {root}/real or {root}/fake")
     return paths, labels
 
 

@@ -28,7 +28,7 @@ from deepscan.evaluate import (
     roc_auc,
 )
 from deepscan.faces import DEFAULT_MARGIN, FaceFinder, crop_face, detect_once, load_working_image
-from deepscan.model import ModelSpec, build_model, save_model
+from deepscan.model import ModelSpec, build_model, load_model, model_identity, save_model
 from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
 
@@ -77,6 +77,7 @@ class TrainConfig:
     trained_on: str = ""  # what the model covers, in a few words; default: the sources' names
     source_weights: tuple[float, ...] = ()  # each source's share of an epoch's draws; (): equal shares
     source_shifts: tuple[float, ...] = ()  # each source's random shift; (): augmentation.shift for all
+    init_from: str = ""  # a deepscan model of the same architecture and size to start from (fine-tuning)
 
 
 @dataclass
@@ -374,6 +375,9 @@ def train(
             if abs(auc - 0.5) > 0.15:
                 log(f"warning: in {source.name}, {feature} alone separates real from fake (ROC AUC {auc:.2f})")
     model, spec = build_model(config.arch, config.image_size, any_size=bool(config.crop))
+    if config.init_from:
+        start_from(model, spec, config.init_from)
+        log(f"starting from the weights of {model_identity(Path(config.init_from))}")
     size = spec.image_size
     read, faces_found = None, None
     if config.faces:
@@ -479,6 +483,7 @@ def train(
         "epochs_run": epochs_run,
         "interrupted": interrupted,
         "seed": config.seed,
+        **({"init_from": model_identity(Path(config.init_from))} if config.init_from else {}),
         "input": "face crops (as scan --faces)" if config.faces else "whole images",
         **({"faces_found": faces_found} if config.faces else {}),
         "config": _jsonable(asdict(config)),
@@ -491,6 +496,17 @@ def train(
     if not interrupted:
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(out, epochs_run, interrupted, evaluation, unreadable, cards)
+
+
+def start_from(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
+    """Load a trained deepscan model's weights into ``model`` (fine-tuning); its architecture and size must match."""
+    trained = load_model(path)
+    if (trained.spec.arch, trained.spec.image_size) != (spec.arch, spec.image_size):
+        raise DataError(
+            f"--init-from {path} is a {trained.spec.arch} network of {trained.spec.image_size} px; "
+            f"this run trains a {spec.arch} network of {spec.image_size} px"
+        )
+    model.set_weights(trained.keras_model.get_weights())
 
 
 def calibrate_on_validation(

@@ -209,7 +209,7 @@ def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_pa
     from deepscan.evaluate import Evaluation
 
     def chance(data_dir, out, config, log):
-        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1, [])
+        card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1, [])
         return deepscan.train.TrainResult(Path(out), 1, False, card, [], {"data": card})
 
     monkeypatch.setattr(deepscan.train, "train", chance)
@@ -346,3 +346,66 @@ def test_a_size_shortcut_within_a_source_is_named(data: Path):
 def write_pixels(path: Path, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(path)
+
+
+def test_evaluate_reports_the_share_flagged_in_folders_of_one_class(cli, trained: Path, data: Path, tmp_path: Path):
+    """A folder of real photos alone (a new source, say) counts its false alarms; one of fakes alone, its catches."""
+    both = make_dataset(tmp_path / "both", per_class=6, seed=5)
+    reals, fakes = tmp_path / "reals", tmp_path / "fakes"
+    for folder, label in ((reals, "real"), (fakes, "fake")):
+        folder.mkdir()
+        (both / label).rename(folder / label)
+    code, out, _ = cli("evaluate", reals, fakes, "--model", trained, "--format", "json", "--threshold", "0.5")
+    assert code == 0
+    cards = json.loads(out)["sources"]
+    _, scanned, _ = cli("scan", reals, fakes, "--model", trained, "-q", "--format", "jsonl", "--threshold", "0.5")
+    flagged = {folder: 0 for folder in ("real", "fake")}
+    for row in map(json.loads, scanned.splitlines()):
+        flagged[Path(row["path"]).parent.name] += row["label"] == "fake"
+    real_card, fake_card = cards[str(reals)], cards[str(fakes)]
+    assert real_card["false_positive_rate"] == pytest.approx(flagged["real"] / 6)
+    assert fake_card["true_positive_rate"] == pytest.approx(flagged["fake"] / 6)
+    for card, known, unknown in (
+        (real_card, "false_positive_rate", "true_positive_rate"),
+        (fake_card, "true_positive_rate", "false_positive_rate"),
+    ):
+        low, high = card["intervals"][known]
+        assert 0 <= low <= card[known] <= high <= 1 and high - low > 0.2  # six images say little
+        assert card[unknown] is None or math.isnan(card[unknown])  # no such images: no figure
+        assert math.isnan(card["roc_auc"]) and math.isnan(card["balanced_accuracy"])
+    code, table, _ = cli("evaluate", reals, fakes, "--model", trained, "--threshold", "0.5")
+    assert code == 0 and f"{flagged['real']}/6" in table and f"{flagged['fake']}/6" in table
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("evaluate", tmp_path / "empty", "--model", trained)
+    assert code == ExitCode.USAGE and "real/, fake/ or both" in err
+
+
+def test_a_wilson_interval_is_honest_about_no_false_alarm_in_a_small_folder():
+    from deepscan.evaluate import wilson_interval
+
+    low, high = wilson_interval(0.0, 20)
+    assert low == 0.0 and 0.15 < high < 0.18  # 0 of 20 is compatible with up to about 16%
+    low, high = wilson_interval(0.5, 1000)
+    assert 0.46 < low < 0.5 < high < 0.54
+
+
+def test_training_can_start_from_a_trained_model(trained: Path, data: Path, tmp_path: Path):
+    """--init-from: the new model starts from the old weights (a fine-tune), and records which file it began with."""
+    from deepscan.model import load_model, model_identity
+
+    config = TrainConfig(arch="compact", image_size=SIZE, epochs=1, batch_size=8, learning_rate=0.0, augmentation=FAST)
+    config.init_from = str(trained)
+    out = tmp_path / "tuned.keras"
+    train([data], out, config, log=lambda line: None)
+    before, after = load_model(trained).keras_model, load_model(out).keras_model
+    # a learning rate of 0 moves no kernel (calibration may rescale the output layer): the start was the trained one
+    kernels = [
+        (b.numpy(), a.numpy())
+        for b, a in zip(before.weights, after.weights, strict=True)
+        if b.path.endswith("kernel") and not b.path.startswith("p_fake")
+    ]
+    assert len(kernels) > 5 and all(np.array_equal(b, a) for b, a in kernels)
+    assert read_spec(out).training["init_from"] == model_identity(trained)
+    config.image_size = SIZE * 2
+    with pytest.raises(DataError, match="--init-from"):
+        train([data], tmp_path / "other.keras", config, log=lambda line: None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -40,7 +41,10 @@ class CardFormat(str, Enum):
 def evaluate_command(
     data_dirs: Annotated[
         list[Path],
-        data_dirs_argument("Folders holding real/ and fake/; with several, each is reported apart and pooled."),
+        data_dirs_argument(
+            "Folders holding real/, fake/ or both (one class: the share flagged); with several, each is "
+            "reported apart and pooled."
+        ),
     ],
     model: ModelOption = None,
     threshold: ThresholdOption = None,
@@ -70,7 +74,9 @@ def evaluate_command(
 ) -> None:
     """Score DATA_DIR/real and DATA_DIR/fake as 'deepscan scan' does; report accuracy, ROC AUC, confusion matrix.
 
-    ROC AUC and balanced accuracy come with 95% bootstrap intervals, resampling whole groups (--group-pattern).
+    ROC AUC and balanced accuracy come with 95% bootstrap intervals, resampling whole groups (--group-pattern);
+    the shares flagged with Wilson intervals over the groups. A folder of one class (real photos from a new
+    source, say) reports the share of it flagged.
     With --faces, each file is scored by its most suspicious face, as 'scan --faces' counts it.
 
     Example: deepscan evaluate ../shared/data/val --model m.keras --robustness --plot card.png
@@ -138,10 +144,13 @@ def evaluate_command(
 
 
 def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
-    """One line per source, so a regression on one cannot hide in the pooled figures (accuracy: in the JSON)."""
+    """One line per source, so a regression on one cannot hide in the pooled figures (accuracy: in the JSON).
+
+    A folder of one class shows what matters there: how many of its reals, or of its fakes, were flagged.
+    """
     view = Table(title="per source (95% CI below each figure)", title_justify="left")
     view.add_column("source", overflow="fold")
-    for column in ("images", "groups", "ROC AUC", "balanced\naccuracy", "FPR", "ECE"):
+    for column in ("images", "groups", "ROC AUC", "balanced\naccuracy", "real flagged", "fakes flagged", "ECE"):
         view.add_column(column, justify="right", no_wrap=True)
     for name, card in cards.items():
         view.add_row(
@@ -150,10 +159,23 @@ def render_sources(cards: dict[str, Evaluation], console: Console) -> None:
             str(card.intervals.get("groups", "")),
             with_interval(card, "roc_auc", "\n"),
             with_interval(card, "balanced_accuracy", "\n"),
-            f"{card.false_positive_rate:.4f}",
+            flagged_share(card, "real", "false_positive_rate"),
+            flagged_share(card, "fake", "true_positive_rate"),
             f"{card.calibration_error:.4f}",
         )
     console.print(view)
+
+
+def flagged_share(card: Evaluation, truth: str, rate: str) -> str:
+    """How many images of one class were labelled fake: '6/250 2.4%' and its interval below; '-' if none."""
+    total = card.per_class[truth]["support"]
+    if not total:
+        return "-"
+    share = f"{card.confusion[truth]['fake']}/{total} {getattr(card, rate):.1%}"
+    if rate not in card.intervals:
+        return share
+    low, high = card.intervals[rate]
+    return f"{share}\n({low:.1%}-{high:.1%})"
 
 
 def render_misclassified(wrong: list[tuple[str, str, float]], console: Console) -> None:
@@ -179,8 +201,11 @@ def render_robustness(table: list[RobustnessRow], console: Console) -> None:
 
 
 def with_interval(card: Evaluation, metric: str, gap: str = " ") -> str:
-    """A figure with its bootstrap interval, if it has one: '0.8833 (0.846-0.918)'."""
-    value = f"{getattr(card, metric):.4f}"
+    """A figure with its bootstrap interval, if it has one: '0.8833 (0.846-0.918)'; '-' where it has no meaning."""
+    figure = getattr(card, metric)
+    if math.isnan(figure):
+        return "-"
+    value = f"{figure:.4f}"
     if metric not in card.intervals:
         return value
     low, high = card.intervals[metric]
@@ -205,7 +230,8 @@ def render_card(card: Evaluation, console: Console, title: str) -> None:
         ("ROC AUC (95% CI)", with_interval(card, "roc_auc")),
         ("accuracy", f"{card.accuracy:.4f}"),
         ("balanced accuracy (95% CI)", with_interval(card, "balanced_accuracy")),
-        ("false-positive rate (real flagged)", f"{card.false_positive_rate:.4f}"),
+        ("real flagged (false-positive rate)", flagged_share(card, "real", "false_positive_rate").replace("\n", " ")),
+        ("fakes flagged (true-positive rate)", flagged_share(card, "fake", "true_positive_rate").replace("\n", " ")),
         ("calibration error (ECE, 10 bins)", f"{card.calibration_error:.4f}"),
         ("images/s", f"{card.images_per_second:.1f}"),
     ):

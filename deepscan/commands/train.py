@@ -94,6 +94,15 @@ def train_command(
         ),
     ] = None,
     trained_on: TrainedOnOption = "",
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Start from this deepscan model's weights (same architecture and size): fine-tune it.",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     cache: Annotated[
         Path | None,
         typer.Option(help="Cache decoded images in this file instead of memory (large sets).", rich_help_panel=DATA),
@@ -206,6 +215,7 @@ def train_command(
         cache_file=str(cache) if cache else "",
         resume=resume,
         tensorboard=tensorboard,
+        init_from=str(init_from) if init_from else "",
     )
     result = train(data_dirs, out, config, log=lambda line: console.print(line, markup=False, soft_wrap=True))
     print_validation(
