@@ -53,7 +53,8 @@ def phash(data: bytes) -> int:
 
 
 def ood_fingerprints(ood: Path) -> tuple[set[str], list[int]]:
-    files = [p for p in sorted(ood.rglob("*")) if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}]
+    images = {".jpg", ".jpeg", ".png", ".webp"}
+    files = [p for p in sorted(ood.rglob("*")) if p.is_file() and p.suffix.lower() in images]
     data = [p.read_bytes() for p in files]
     return {hashlib.sha256(d).hexdigest() for d in data}, [phash(d) for d in data]
 

@@ -67,8 +67,10 @@ def text(rng: Rng, w: int, h: int) -> Image.Image:
 def pattern(rng: Rng, w: int, h: int) -> Image.Image:
     y, x = np.mgrid[0:h, 0:w]
     period = rng.uniform(2, 40)
-    wave = np.sin(x / period + rng.uniform(0, 3)) * np.cos(y / rng.uniform(2, 40)) if rng.random() < 0.5 else (
-        ((x // int(period)) + (y // int(period))) % 2 * 2.0 - 1
+    wave = (
+        np.sin(x / period + rng.uniform(0, 3)) * np.cos(y / rng.uniform(2, 40))
+        if rng.random() < 0.5
+        else (((x // int(period)) + (y // int(period))) % 2 * 2.0 - 1)
     )
     colours = rng.uniform(0, 255, (2, 3))
     t = (wave[..., None] + 1) / 2
