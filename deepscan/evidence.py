@@ -26,8 +26,10 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 from PIL import Image
 
@@ -58,14 +60,21 @@ SOURCE_TYPES = {
     "algorithmicMedia": "made by an algorithm without training data (synthetic, not generative AI)",
     "screenCapture": "a screen capture",
 }
+# Generator names as whole words: "FLIR Firefly DL" (a camera), "Procesador de imagen" and "Novel Aid" are not.
 GENERATORS = re.compile(
-    r"stable[ -]?diffusion|novel ?ai|midjourney|dall[-·]?e|firefly|comfyui|invoke ?ai|fooocus|automatic1111|"
-    r"leonardo\.ai|ideogram|imagen\b|craiyon|dreamstudio|image creator|\bflux\b|sd\.next|sdxl",
+    r"\b(?:stable[ -]?diffusion|novel ?ai|midjourney|dall[-·]?e|adobe firefly|comfyui|invoke ?ai|fooocus|"
+    r"automatic1111|leonardo\.ai|ideogram|google imagen|imagen [1-9]|craiyon|dreamstudio|bing image creator|"
+    r"flux(?:\.1)?|sd\.next|sdxl)\b",
     re.IGNORECASE,
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_XMP_PACKET = re.compile(rb"<x:xmpmeta.{0,%d}?</x:xmpmeta>" % MAX_XMP_BYTES, re.DOTALL)
-_XMP_FIELD = r"(?:[\w-]+:)?%s(?:\s*=\s*\"([^\"]*)\"|\s*>\s*(?:<rdf:\w+>\s*<rdf:li[^>]*>)?([^<]*)<)"
+XMP_OPEN, XMP_CLOSE = b"<x:xmpmeta", b"</x:xmpmeta>"
+# For packets that are not well-formed XML: a field as an attribute (name="value") or an element (<name>value<,
+# or inside one rdf:Seq/Bag/Alt item). The name is found literally and every repeat is bounded, so the pattern
+# runs in linear time (an optional prefix made long runs of letters quadratic).
+_XMP_FIELD = (
+    r"(?<![\w-])%s(?:\s*=\s*\"([^\"]{0,4096})\"|\s*>\s*(?:<rdf:\w{1,8}>\s*<rdf:li[^>]{0,256}>)?([^<]{0,4096})<)"
+)
 
 
 @dataclass(frozen=True)
@@ -116,9 +125,9 @@ def evidence_in(data: bytes) -> list[Evidence]:
         found += _c2pa(data)
     if data.startswith(PNG_SIGNATURE):
         found += _png_text(data)
-    if b"xmpmeta" in header:
-        for packet in _XMP_PACKET.finditer(header):
-            found += _xmp(packet.group())
+    if XMP_OPEN in header:
+        for packet in xmp_packets(header):
+            found += _xmp(packet)
     if b"Exif" in header or data[:4] in (b"II*\0", b"MM\0*"):
         found += _exif(data)
     return list(dict.fromkeys(found))
@@ -235,31 +244,99 @@ def _source_type(value: str) -> str:
 # --- XMP ---------------------------------------------------------------------
 
 
+def xmp_packets(data: bytes) -> Iterator[bytes]:
+    """Each <x:xmpmeta>...</x:xmpmeta> of at most MAX_XMP_BYTES, found with bytes.find in one pass.
+
+    A regular expression rescanned megabytes from every unclosed opening
+    tag; here each closing tag is looked for once, whatever the openings.
+    """
+    start, end = data.find(XMP_OPEN), -1
+    while start != -1:
+        if end < start:
+            end = data.find(XMP_CLOSE, start)
+            if end == -1:
+                return
+        if end - start <= MAX_XMP_BYTES:
+            yield data[start : end + len(XMP_CLOSE)]
+            start = data.find(XMP_OPEN, end)
+        else:
+            start = data.find(XMP_OPEN, start + 1)
+
+
 def _xmp(packet: bytes) -> list[Evidence]:
-    text = packet.decode("utf-8", "replace")
     found = []
-    for value in _xmp_values(text, "DigitalSourceType"):
+    fields = _xmp_fields(packet.decode("utf-8", "replace"))
+    for value in fields["DigitalSourceType"]:
         kind = _source_type(value)
         found.append(
             Evidence("xmp", kind, declares_ai=kind in AI_SOURCE_TYPES, facts={"meaning": SOURCE_TYPES.get(kind, "")})
         )
-    for tool in _xmp_values(text, "CreatorTool"):
+    for tool in fields["CreatorTool"]:
         if GENERATORS.search(tool):
             found.append(Evidence("xmp", "CreatorTool", tool, declares_ai=True))
     return found
 
 
-def _xmp_values(text: str, name: str) -> list[str]:
-    return [(a or b).strip() for a, b in re.findall(_XMP_FIELD % name, text) if (a or b).strip()]
+XMP_NAMES = ("DigitalSourceType", "CreatorTool")
+
+
+def _xmp_fields(text: str) -> dict[str, list[str]]:
+    """The values of the XMP fields deepscan reads, as attributes or elements of any namespace prefix.
+
+    Parsed as XML (expat expands no external entity and stops entity
+    amplification), so a name in a comment or inside another field's text
+    declares nothing; a packet that is not well-formed falls back to a
+    bounded pattern over its text without comments.
+    """
+    values: dict[str, list[str]] = {name: [] for name in XMP_NAMES}
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        plain = _without_comments(text)
+        return {name: [(a or b).strip() for a, b in re.findall(_XMP_FIELD % name, plain) if (a or b).strip()]
+                for name in XMP_NAMES}  # fmt: skip
+    for element in root.iter():
+        for key, value in element.attrib.items():
+            if _local(key) in values and value.strip():
+                values[_local(key)].append(value.strip())
+        if _local(element.tag) in values:
+            text_of = next((t.strip() for t in element.itertext() if t.strip()), "")
+            if text_of:
+                values[_local(element.tag)].append(text_of)
+    return values
+
+
+def _local(name: str) -> str:
+    return name.rpartition("}")[2]
+
+
+def _without_comments(text: str) -> str:
+    """The text less its <!-- ... --> comments, in one pass (an unclosed one runs to the end)."""
+    parts, position = [], 0
+    while (start := text.find("<!--", position)) != -1:
+        parts.append(text[position:start])
+        end = text.find("-->", start + 4)
+        if end == -1:
+            return "".join(parts)
+        position = end + 3
+    return "".join(parts) + text[position:]
 
 
 # --- PNG text chunks ---------------------------------------------------------
 
 
+GENERATOR_KEYS = frozenset(
+    {"parameters", "prompt", "workflow", "invokeai_metadata", "invokeai_graph", "sd-metadata", "Dream"}
+    | {"fooocus_scheme", "Software"}
+)
+
+
 def _png_text(data: bytes) -> list[Evidence]:
+    """The generator keys and XMP of a PNG's text chunks; its compressed text inflates to MAX_TEXT_BYTES in all."""
     found: list[Evidence] = []
     position = len(PNG_SIGNATURE)
     texts: dict[str, str] = {}
+    budget = [MAX_TEXT_BYTES]  # what is left to inflate, shared by the file's chunks
     while position + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[position : position + 8])
         body = data[position + 8 : position + 8 + length]
@@ -268,10 +345,15 @@ def _png_text(data: bytes) -> list[Evidence]:
             break
         if kind not in (b"tEXt", b"zTXt", b"iTXt"):
             continue
+        key = body.partition(b"\0")[0].decode("latin-1")
+        if key != "XML:com.adobe.xmp" and key not in GENERATOR_KEYS:
+            continue  # never inflated: nothing deepscan reads
         try:
-            key, value = _text_chunk(kind, body)
+            value = _text_chunk(kind, body, budget)
         except ValueError as err:
             found.append(Evidence("png", "unreadable", status=str(err)))
+            if not budget[0]:
+                break
             continue
         if key == "XML:com.adobe.xmp":
             found += _xmp(value.encode())
@@ -280,27 +362,29 @@ def _png_text(data: bytes) -> list[Evidence]:
     return found + _generator_chunks(texts)
 
 
-def _text_chunk(kind: bytes, body: bytes) -> tuple[str, str]:
+def _text_chunk(kind: bytes, body: bytes, budget: list[int]) -> str:
     key, _, rest = body.partition(b"\0")
     name = key.decode("latin-1")
     if kind == b"tEXt":
-        return name, rest.decode("latin-1")
+        return rest.decode("latin-1")
     if kind == b"zTXt":
-        return name, _inflate(rest[1:], name).decode("latin-1")
+        return _inflate(rest[1:], name, budget).decode("latin-1")
     compressed, rest = rest[:1] == b"\1", rest[2:]
     _, _, rest = rest.partition(b"\0")  # language tag
     _, _, text = rest.partition(b"\0")  # translated keyword
-    return name, (_inflate(text, name) if compressed else text).decode("utf-8", "replace")
+    return (_inflate(text, name, budget) if compressed else text).decode("utf-8", "replace")
 
 
-def _inflate(data: bytes, name: str) -> bytes:
+def _inflate(data: bytes, name: str, budget: list[int]) -> bytes:
     inflater = zlib.decompressobj()
     try:
-        text = inflater.decompress(data, MAX_TEXT_BYTES)
+        text = inflater.decompress(data, budget[0])
     except zlib.error as err:
         raise ValueError(f"text chunk {name!r} is corrupt ({err})") from None
+    budget[0] -= len(text)
     if inflater.unconsumed_tail:
-        raise ValueError(f"text chunk {name!r} inflates past {MAX_TEXT_BYTES >> 20} MiB")
+        budget[0] = 0
+        raise ValueError(f"text chunks inflate past {MAX_TEXT_BYTES >> 20} MiB in all (at {name!r})")
     return text
 
 

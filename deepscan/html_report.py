@@ -10,6 +10,8 @@ streaming pass, one image in memory at a time.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import sqlite3
@@ -147,13 +149,14 @@ def write_html(
     assets.mkdir(exist_ok=True)
     title = html.escape(f"deepscan report: {store.count} files")
     head, tail = PAGE.split("{data}")
-    with atomic_file(resolved(target)) as page:
+    with atomic_file(resolved(target), keep_interrupted=False) as page:
         page.write(
             head.format(
                 title=title,
                 facts="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts),
                 histogram=_histogram(store.histogram, threshold),
                 style=STYLE,
+                policy=POLICY,
             )
         )
         page.write('{"files": [')
@@ -179,8 +182,15 @@ def write_html(
 
 
 def _script_json(item: dict[str, Any]) -> str:
-    """JSON safe inside a <script> element (no '</' that could close it)."""
-    return json.dumps(item).replace("</", "<\\/")
+    """JSON inert inside a <script> element: no '<', '>' or '&' at all (as Django's json_script).
+
+    Escaping only '</' is not enough: '<!--<script>' in a file name puts the
+    HTML tokenizer in its double-escaped state and hides the rest of the page.
+    """
+    return json.dumps(item).translate(SCRIPT_SAFE)
+
+
+SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def _heat_map(entry: Entry, destination: Path, explain: Explainer | None) -> Path | None:
@@ -253,9 +263,10 @@ table.facts th{text-align:left;padding-right:16px;font-weight:600}
 .bar span{display:block;height:8px;border-radius:4px;background:#3a3}
 .fake .bar span{background:#d33}
 .label{font-weight:700;text-transform:uppercase;font-size:12px}.fake .label{color:#d33}
-.path{word-break:break-all;font-size:12px;color:#333}.evidence{font-size:12px;color:#7a4b00}
+.path{word-break:break-all;font-size:12px;color:#333;unicode-bidi:isolate}
+.evidence{font-size:12px;color:#7a4b00;overflow-wrap:anywhere;unicode-bidi:isolate}
 .noimg{height:120px;display:flex;align-items:center;justify-content:center;color:#999;background:#f0f0f0}
-#errors td{padding:2px 12px 2px 0;font-size:12px;word-break:break-all}
+#errors td{padding:2px 12px 2px 0;font-size:12px;word-break:break-all;unicode-bidi:isolate}
 """
 
 SCRIPT = """
@@ -329,6 +340,7 @@ SCRIPT = """
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta http-equiv="Content-Security-Policy" content="{policy}">
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{style}</style></head>
 <body>
 <h1>{title}</h1>
@@ -349,3 +361,14 @@ PAGE = """<!doctype html>
 <script>{script}</script>
 </body></html>
 """
+
+
+def _digest(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Only the page's own style and script run; images come from its own folder; nothing is fetched elsewhere.
+POLICY = (
+    f"default-src 'none'; script-src {_digest(SCRIPT)}; style-src {_digest(STYLE)}; img-src 'self' file:; "
+    "base-uri 'none'; form-action 'none'"
+)

@@ -250,13 +250,16 @@ def check_destination(destination: Path | None) -> None:
 
 
 @contextmanager
-def atomic_file(target: Path, *, interrupted_to: Path | None = None) -> Iterator[IO[str]]:
+def atomic_file(
+    target: Path, *, interrupted_to: Path | None = None, keep_interrupted: bool = True
+) -> Iterator[IO[str]]:
     """A text file written under a temporary name beside ``target``, then renamed over it.
 
     The rename happens when the block ends; when it ends with Ctrl-C or
     SIGTERM, what was written is renamed to ``interrupted_to`` instead
-    (default: ``target``). Any other failure removes the temporary file and
-    leaves an existing ``target`` untouched.
+    (default: ``target``), unless ``keep_interrupted`` is False (a page
+    that is only whole or useless). Any other failure removes the
+    temporary file and leaves an existing ``target`` untouched.
     """
     target = Path(target)
     check_destination(target)
@@ -276,7 +279,11 @@ def atomic_file(target: Path, *, interrupted_to: Path | None = None) -> Iterator
     try:
         yield handle
     except INTERRUPTS:
-        _commit(handle, interrupted_to or target)
+        if keep_interrupted:
+            _commit(handle, interrupted_to or target)
+            raise
+        handle.close()
+        os.unlink(handle.name)
         raise
     except BaseException:
         handle.close()

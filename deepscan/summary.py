@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from deepscan.evidence import EVIDENCE_COLUMN, declares_ai
 from deepscan.record import Record
@@ -17,6 +19,18 @@ from deepscan.scorers import ScanModel
 
 SHOWN_FAILURES = 5
 EVIDENCE_KINDS = {"c2pa": "C2PA manifest", "xmp": "IPTC/XMP", "png": "generator metadata", "exif": "generator metadata"}
+
+
+# Control characters (terminal escape sequences begin with one) and bidi overrides that could reorder a line.
+UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value: object) -> Text:
+    """A string from a file (its name, its metadata) as terminal text: never Rich markup, never a control sequence.
+
+    Unshowable characters are written as escapes (``\\x1b``, ``\\u202e``), so the text stays legible and whole.
+    """
+    return Text(UNSHOWABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), str(value)))
 
 
 @dataclass
@@ -135,12 +149,12 @@ class Summary:
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for name, value in self.facts():
-            table.add_row(name, value)
+            table.add_row(name, plain(value))
         console.print(table)
         if self.failures:
             console.print("[bold]could not be scored[/]")
             for path, error in self.failures:
-                console.print(f"  {path}: {error}", markup=False, highlight=False, soft_wrap=True)
+                console.print(plain(f"  {path}: {error}"), highlight=False, soft_wrap=True)
             if self.errors > len(self.failures):
                 console.print(f"  ... and {self.errors - len(self.failures)} more (see their error rows)")
         suspicious = self.most_suspicious()
@@ -149,9 +163,9 @@ class Summary:
             top.add_column("score", justify="right")
             top.add_column("path", overflow="fold")
             for score, path in suspicious:
-                top.add_row(f"{score:.3f}", path)
+                top.add_row(f"{score:.3f}", plain(path))
             console.print(top)
         if self.destination:
             done = f"kept the rows so far in {self.destination} (continue with --resume)" if interrupted else "wrote"
             line = done if interrupted else f"{done} {self.destination}"
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            console.print(plain(line), highlight=False, soft_wrap=True)

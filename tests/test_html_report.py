@@ -134,3 +134,45 @@ def test_a_face_is_explained_on_the_crop_it_was_scored_on(tmp_path: Path):
         Image.open(image).convert("RGB").crop((150, 20, 190, 60)).resize((32, 32), Image.Resampling.BILINEAR)
     )
     assert crop.shape == (32, 32, 3) and np.abs(crop.astype(int) - expected).mean() < 2
+
+
+@needs_browser
+def test_a_hostile_file_name_cannot_hide_the_page(browser, cli, tmp_path: Path, tiny_model: Path):
+    """'<!--<script>' in a name would put the tokenizer in its double-escaped state: every file must still show."""
+    folder = tmp_path / "dump"
+    names = ["x<!--<script>.png", "y</script><b>bold.png", "z&amp;\u202egnp.png", "plain.png"]
+    for index, name in enumerate(names):
+        write_image(folder / name, index, size=(40, 40))
+    page = tmp_path / "page.html"
+    code, _, _ = cli("scan", folder, "--model", tiny_model, "-q", "--html", page, "-o", tmp_path / "r.csv")
+    assert code == ExitCode.OK
+    text = page.read_text()
+    assert "<!--<script>" not in text and "Content-Security-Policy" in text
+    browser.get(page.as_uri())
+    assert sorted(Path(path).name for path in cards(browser)) == sorted(names)
+    assert browser.find_elements("css selector", "#files b") == []  # markup in a name stays text
+    assert severe_console_messages(browser) == []  # the policy lets the page's own script, style and thumbnails in
+    assert all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        for img in browser.find_elements("css selector", "#files img[alt=thumbnail]")
+    )
+
+
+def test_an_interrupted_page_leaves_the_previous_page_whole(tmp_path: Path):
+    """Ctrl-C while the page is written: the complete page already there stays, and no temporary file is left."""
+    from deepscan.html_report import Entry, EntryStore, write_html
+
+    image = write_image(tmp_path / "a.png", 1)
+    page = tmp_path / "page.html"
+    with EntryStore() as store:
+        store.add(Entry(str(image), 0.9, "fake"))
+        write_html(page, store, [("model", "m")])
+        before = page.read_bytes()
+
+        def interrupted(entry: Entry) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            write_html(page, store, [("model", "m")], explain=interrupted, explain_count=1)
+    assert page.read_bytes() == before and "</html>" in before.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "page.html", "page_files"]

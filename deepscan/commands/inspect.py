@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,8 +13,9 @@ from rich.table import Table
 
 from deepscan.commands.evaluate import CardFormat
 from deepscan.errors import ExitCode
-from deepscan.evidence import Evidence, read_evidence
-from deepscan.files import describe_read_error
+from deepscan.evidence import MAX_FILE_BYTES, Evidence, evidence_in
+from deepscan.files import describe_read_error, open_regular
+from deepscan.summary import plain
 
 
 def inspect_command(
@@ -30,17 +32,21 @@ def inspect_command(
     if output_format is CardFormat.json:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
-        console = Console()
+        console, errors = Console(), Console(stderr=True)
         for result in results:
-            _render(result, console)
+            _render(result, errors if result["error"] else console)
     return ExitCode.UNREADABLE if any(result["error"] for result in results) else ExitCode.OK
 
 
 def _inspect(path: Path) -> dict[str, Any]:
     try:
-        found = read_evidence(str(path))
+        with open_regular(str(path)) as handle:
+            data = handle.read(MAX_FILE_BYTES)
     except OSError as err:
-        return {"path": str(path), "error": describe_read_error(err, path), "declares_ai": False, "evidence": []}
+        return _failed(path, describe_read_error(err, path))
+    if not _is_image(data):
+        return _failed(path, "not an image, or an unsupported format")
+    found = evidence_in(data)
     return {
         "path": str(path),
         "error": "",
@@ -49,18 +55,33 @@ def _inspect(path: Path) -> dict[str, Any]:
     }
 
 
+def _failed(path: Path, error: str) -> dict[str, Any]:
+    return {"path": str(path), "error": error, "declares_ai": False, "evidence": []}
+
+
+def _is_image(data: bytes) -> bool:
+    """Whether Pillow recognises the bytes as an image (its header alone: nothing is decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
 def _render(result: dict[str, Any], console: Console) -> None:
     if result["error"]:
-        console.print(f"{result['path']}: {result['error']}", markup=False, style="red")
+        console.print(plain(f"{result['path']}: {result['error']}"), style="red")
         return
     verdict = "declares AI generation" if result["declares_ai"] else "no declaration of AI generation"
-    table = Table(title=f"{result['path']}: {verdict}", show_header=False, title_justify="left")
+    table = Table(title=plain(f"{result['path']}: {verdict}"), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     if not result["evidence"]:
         table.add_row("metadata", "nothing about its origin (absence proves nothing: most platforms strip it)")
     for item in map(lambda values: Evidence(**values), result["evidence"]):
-        table.add_row(item.text, "made by generative AI" if item.declares_ai else "")
+        table.add_row(plain(item.text), "made by generative AI" if item.declares_ai else "")
         for name, value in item.facts.items():
-            table.add_row(f"  {name}", value)
+            table.add_row(plain(f"  {name}"), plain(value))
     console.print(table)
