@@ -346,3 +346,30 @@ def test_the_decode_budget_holds_large_images_back():
     for thread in threads:
         thread.join()
     assert peak[0] <= 120 and budget.used == 0
+
+
+def test_markup_and_escape_sequences_from_files_are_shown_as_text(tmp_path: Path, tiny_model: Path):
+    """A folder 'x[', a file 'y].png', an escape sequence in a name, '[/oops]' in metadata: no crash, no live escape."""
+    folder = tmp_path / "x["
+    write_image(folder / "y].png", 1)
+    write_image(folder / "esc\x1b[31mred.png", 2)
+    exif = Image.Exif()
+    exif[0x0131] = "Midjourney [/oops]"
+    Image.new("RGB", (16, 16)).save(folder / "made.jpg", exif=exif)
+    summary = tmp_path / "summary.json"
+    result = deepscan("scan", folder, "--model", tiny_model, "--fail-on-fake", "--summary-json", summary, "-o", "-")
+    assert result.returncode == ExitCode.FAKE_FOUND  # the metadata declares AI: exit 4, not a crash
+    assert json.loads(summary.read_text())["files_found"] == 3
+    assert b"\x1b" not in result.stderr and b"x1b[31mred" in result.stderr  # escaped (a table may fold it)
+    shown = deepscan("inspect", folder / "made.jpg")
+    assert shown.returncode == ExitCode.OK and b"Midjourney [/oops]" in shown.stdout
+
+
+def test_inspect_says_what_it_found_on_stderr(tmp_path: Path):
+    (tmp_path / "README.md").write_text("# not a picture\n")
+    missing = deepscan("inspect", tmp_path / "nothing.jpg")
+    assert missing.returncode == ExitCode.UNREADABLE and missing.stdout == b""
+    assert b"file not found" in missing.stderr
+    text = deepscan("inspect", tmp_path / "README.md")
+    assert text.returncode == ExitCode.UNREADABLE and b"not an image" in text.stderr
+    assert b"no declaration" not in text.stdout + text.stderr

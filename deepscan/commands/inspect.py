@@ -72,7 +72,7 @@ def _is_image(data: bytes) -> bool:
 
 def _render(result: dict[str, Any], console: Console) -> None:
     if result["error"]:
-        console.print(plain(f"{result['path']}: {result['error']}"), style="red")
+        console.print(plain(f"{result['path']}: {result['error']}"), style="red", soft_wrap=True)
         return
     verdict = "declares AI generation" if result["declares_ai"] else "no declaration of AI generation"
     table = Table(title=plain(f"{result['path']}: {verdict}"), show_header=False, title_justify="left")
