@@ -140,7 +140,7 @@ def test_a_face_is_explained_on_the_crop_it_was_scored_on(tmp_path: Path):
 def test_a_hostile_file_name_cannot_hide_the_page(browser, cli, tmp_path: Path, tiny_model: Path):
     """'<!--<script>' in a name would put the tokenizer in its double-escaped state: every file must still show."""
     folder = tmp_path / "dump"
-    names = ["x<!--<script>.png", "y</script><b>bold.png", "z&amp;\u202egnp.png", "plain.png"]
+    names = ["x<!--<script>.png", "y<script><b>bold.png", "z&amp;\u202egnp.png", "plain.png"]
     for index, name in enumerate(names):
         write_image(folder / name, index, size=(40, 40))
     page = tmp_path / "page.html"
