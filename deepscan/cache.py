@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS results (
 )
 """
 FIELDS = ("score", "error", "model", "face", "box", "face_confidence")
+APPLICATION_ID = 0x64736361  # "dsca" in the SQLite header: this file is a deepscan cache
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -44,12 +45,26 @@ class ScoreCache:
         self.hits = self.misses = 0
         self._lock = threading.Lock()  # lookups come from the decoding thread, writes from the job's
         self._db: sqlite3.Connection | None = None
+        self._warned_unreadable = False
         try:
             self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            self._db.execute(SCHEMA)
-            self._db.commit()
+            self._claim(self._db)
         except sqlite3.Error as err:
             self._give_up(err)
+
+    @staticmethod
+    def _claim(db: sqlite3.Connection) -> None:
+        """Create the table in a new database; refuse one that holds anything but a deepscan cache."""
+        with db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            (owner,) = db.execute("PRAGMA application_id").fetchone()
+            columns = [row[1] for row in db.execute("PRAGMA table_info(results)")]
+            ours = owner == APPLICATION_ID or (owner == 0 and tables == {"results"})
+            if tables and not (ours and columns == ["sha256", "scorer", "records"]):
+                shown = ", ".join(sorted(tables)[:5])
+                raise sqlite3.DatabaseError(f"not a deepscan cache (it holds the tables {shown}); choose another file")
+            db.execute(SCHEMA)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @property
     def usable(self) -> bool:
@@ -67,11 +82,22 @@ class ScoreCache:
             except sqlite3.Error as err:
                 self._give_up(err)
                 return None
-        if found is None:
+        records = None if found is None else self._records(path, found[0])
+        if records is None:
             self.misses += 1
             return None
         self.hits += 1
-        return [_record(path, values) for values in json.loads(found[0])]
+        return records
+
+    def _records(self, path: str, text: str) -> list[Record] | None:
+        """A cached row's records; None (a miss, said once) for a row this version cannot read."""
+        try:
+            return [_record(path, values) for values in json.loads(text)]
+        except (ValueError, TypeError, AttributeError) as err:
+            if not self._warned_unreadable:
+                self._warned_unreadable = True
+                log.warning("cache %s holds rows deepscan cannot read (%s): scoring those files again", self.path, err)
+            return None
 
     def store(self, entries: Iterable[tuple[str, list[Record]]]) -> None:
         """Keep (digest, records) pairs, in one short transaction."""

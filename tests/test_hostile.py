@@ -373,3 +373,22 @@ def test_inspect_says_what_it_found_on_stderr(tmp_path: Path):
     text = deepscan("inspect", tmp_path / "README.md")
     assert text.returncode == ExitCode.UNREADABLE and b"not an image" in text.stderr
     assert b"no declaration" not in text.stdout + text.stderr
+
+
+def test_a_cache_refuses_another_programs_database_and_survives_rows_it_cannot_read(tmp_path: Path, tiny_model: Path):
+    image = write_image(tmp_path / "a.png")
+    theirs = tmp_path / "app.db"
+    with sqlite3.connect(theirs) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    result = deepscan("scan", image, "--model", tiny_model, "-q", "--cache", theirs)
+    assert result.returncode == ExitCode.OK and len(csv_rows(result.stdout)) == 1
+    assert b"not a deepscan cache" in result.stderr
+    with sqlite3.connect(theirs) as db:  # left as it was: no table of ours added
+        assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+    ours = tmp_path / "c.db"
+    first = deepscan("scan", image, "--model", tiny_model, "-q", "--cache", ours)
+    with sqlite3.connect(ours) as db:
+        db.execute("UPDATE results SET records = ?", (json.dumps([{"unexpected": 1}]),))
+    again = deepscan("scan", image, "--model", tiny_model, "-q", "--cache", ours)
+    assert again.returncode == ExitCode.OK and again.stdout == first.stdout  # scored afresh, same row
+    assert b"cannot read" in again.stderr and b"Traceback" not in again.stderr
