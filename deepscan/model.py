@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepscan import __version__
 from deepscan.errors import ModelError
-from deepscan.files import file_digest
+from deepscan.files import file_digest, unreadable_reason
 from deepscan.runtime import tensorflow
 
 if TYPE_CHECKING:
@@ -288,6 +288,8 @@ def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
 def read_spec(path: str | Path) -> ModelSpec:
     """Read and check a model file's spec without loading TensorFlow; at most MAX_SPEC_BYTES are inflated."""
     path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block, a device never end
+        raise ModelError(f"cannot read model {path}: {unreadable_reason(path)}")
     try:
         with zipfile.ZipFile(path) as archive, archive.open(SPEC_MEMBER) as member:
             raw = member.read(MAX_SPEC_BYTES + 1)

@@ -392,3 +392,24 @@ def test_a_cache_refuses_another_programs_database_and_survives_rows_it_cannot_r
     again = deepscan("scan", image, "--model", tiny_model, "-q", "--cache", ours)
     assert again.returncode == ExitCode.OK and again.stdout == first.stdout  # scored afresh, same row
     assert b"cannot read" in again.stderr and b"Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["scan", "{image}", "--model", "{model}"],
+        ["info", "{model}"],
+        ["combine", "{folder}", "--out", "{out}", "--view", "{model}", "--view", "{model}"],
+    ],
+)
+def test_a_model_path_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path: Path, command: list[str]):
+    image = write_image(tmp_path / "in" / "real" / "a.png")
+    fifo = tmp_path / "model.keras"
+    os.mkfifo(fifo)
+    device = tmp_path / "device.keras"
+    device.symlink_to("/dev/zero")
+    for model in (fifo, device):
+        fill = {"image": image, "folder": tmp_path / "in", "out": tmp_path / "v.keras", "model": model}
+        result = deepscan_process(*[a.format(**fill) for a in command], cwd=tmp_path, timeout=120)  # blocked before
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert b"not a regular file" in result.stderr and b"Traceback" not in result.stderr
