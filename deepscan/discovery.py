@@ -24,11 +24,13 @@ def find_images(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Yield the image files under ``inputs``, each file once, in a stable order.
+    """Yield the image files under ``inputs``, each path once, in a stable order.
 
-    Directories are walked in name order (recursively unless told otherwise),
-    following symbolic links but never entering a directory twice, so a
-    link cycle cannot loop. Inside directories, files count by extension:
+    Every path found or given is yielded once, so each gets its row: two
+    names of one file (a hard link, a symbolic link) are two paths. Directories
+    are walked in name order (recursively unless told otherwise), following
+    symbolic links but never entering a directory twice, so a link cycle
+    cannot loop. Inside directories, files count by extension:
     every format the installed Pillow can decode (IMAGE_EXTENSIONS). A file
     named explicitly is always yielded, and so is a path that does not
     exist: scanning reports it as an error row instead of losing it.
@@ -39,15 +41,15 @@ def find_images(
     found (``*/sub/*``). With includes, a file must match one; a file that
     matches an exclude is dropped.
     """
-    seen_files: set[tuple[int, int]] = set()
-    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()  # absolute paths
+    seen_dirs: set[tuple[int, int]] = set()  # (device, inode)
     for item in inputs:
         path = os.fspath(item)
         is_dir = os.path.isdir(path)
         found = _walk(path, recursive, seen_dirs, seen_files) if is_dir else iter([path])
         for candidate in found:
             relative = os.path.relpath(candidate, path) if is_dir else candidate
-            if _wanted(candidate, relative, include, exclude) and (candidate != path or _first_visit(path, seen_files)):
+            if _wanted(candidate, relative, include, exclude) and (candidate != path or _first_path(path, seen_files)):
                 yield candidate
 
 
@@ -74,9 +76,7 @@ def read_path_list(stream: IO[bytes], *, null: bool = False) -> list[str]:
     return [os.fsdecode(part) for part in parts if part.strip()]
 
 
-def _walk(
-    top: str, recursive: bool, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]]
-) -> Iterator[str]:
+def _walk(top: str, recursive: bool, seen_dirs: set[tuple[int, int]], seen_files: set[str]) -> Iterator[str]:
     """Image files under ``top`` in name order, depth first, without recursion (any depth is fine).
 
     A folder that cannot be listed is yielded itself: it becomes an error row saying why.
@@ -99,7 +99,7 @@ def _walk(
                     yield entry.path
                 else:
                     stack.append(iter(listing))
-        elif is_image_name(entry.name) and _first_visit(entry.path, seen_files):
+        elif is_image_name(entry.name) and _first_path(entry.path, seen_files):
             yield entry.path
 
 
@@ -118,8 +118,17 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+def _first_path(path: str, seen: set[str]) -> bool:
+    """Record a file by its absolute path; False if that path was seen before."""
+    key = os.path.abspath(path)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def _first_visit(path: str, seen: set[tuple[int, int]]) -> bool:
-    """Record a file or directory by identity; False if it was seen before."""
+    """Record a directory by identity (a link to it is the same directory); False if it was seen before."""
     try:
         info = os.stat(path)
     except (OSError, ValueError):  # missing, dangling, or a name with a NUL byte

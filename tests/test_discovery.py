@@ -1,4 +1,5 @@
 import os
+import os
 from pathlib import Path
 
 from deepscan.discovery import find_images, is_image_name
@@ -40,12 +41,14 @@ def test_every_format_pillow_decodes_is_found_in_folders(tmp_path: Path, tiny_mo
     assert all(r.score is not None for r in records), records
 
 
-def test_each_file_once_even_when_named_twice_or_linked(photos: Path):
+def test_each_path_once_and_every_name_of_a_file_its_own_row(photos: Path):
+    """A path named twice is one row; a hard or symbolic link is another name, and so another row."""
     (photos / "link.jpg").symlink_to(photos / "b.jpg")
-    found = names(find_images([photos, photos / "b.jpg", photos / "nested"]), photos)
-    assert found.count("b.jpg") == 1
-    assert "link.jpg" not in found
-    assert found.count("nested/broken.jpg") == 1
+    os.link(photos / "b.jpg", photos / "hard.jpg")
+    found = names(find_images([photos, photos / "b.jpg", photos / "nested", photos / "." / "a.PNG"]), photos)
+    assert found.count("b.jpg") == 1 and found.count("a.PNG") == 1
+    assert found.count("link.jpg") == 1 and found.count("hard.jpg") == 1
+    assert found.count("nested/broken.jpg") == 1  # a folder given again is not walked again
 
 
 def test_a_symlink_cycle_does_not_loop(photos: Path):
