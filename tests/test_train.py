@@ -409,3 +409,17 @@ def test_training_can_start_from_a_trained_model(trained: Path, data: Path, tmp_
     config.image_size = SIZE * 2
     with pytest.raises(DataError, match="--init-from"):
         train([data], tmp_path / "other.keras", config, log=lambda line: None)
+
+
+def test_evaluate_plot_without_matplotlib_stops_before_scoring(cli, data: Path, trained: Path, monkeypatch):
+    import importlib.util
+
+    import deepscan.job
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a)
+    )
+    monkeypatch.setattr(deepscan.job.ScanJob, "run", lambda *a, **k: pytest.fail("scored before refusing --plot"))
+    code, _, err = cli("evaluate", data, "--model", trained, "--plot", "card.png")
+    assert code == ExitCode.USAGE and "--plot needs matplotlib" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from dataclasses import asdict
@@ -95,6 +96,8 @@ def evaluate_command(
 
     if faces and robust:
         raise DeepscanError("--robustness measures whole images; it does not combine with --faces")
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:  # before any scoring, not after
+        raise DeepscanError("--plot needs matplotlib: pip install 'deepscan-audit[plot]'")
     for destination in (out, plot):
         check_destination(destination)
     settings = ScanSettings(
