@@ -182,6 +182,7 @@ class ScanJob:
         first = next(left, None)  # plans every file up to the first one left to score
         if first is None:
             yield from self._chunks(self._known(queue, until_empty=True))
+            yield from self._carried_over()
             return
         yield from self._chunks(self._known(queue))
         self.status("loading model")
@@ -201,6 +202,17 @@ class ScanJob:
                 self.cache.store(fresh)
             yield files
         yield from self._chunks(self._known(queue, until_empty=True))
+        yield from self._carried_over()
+
+    def _carried_over(self) -> Iterator[list[ScannedFile]]:
+        """The resumed report's rows for paths this scan was not given, kept after its own: a mistyped folder
+        never costs a report."""
+        kept = self.unfinished_kept()
+        if kept:
+            log.warning(
+                "kept %d files' rows of %s that are not among this scan's inputs", len(kept), self.settings.resume
+            )
+        yield from self._chunks(kept)
 
     def verdict(self, record: Record) -> Record:
         """The verdict rule, the one place a label is decided.

@@ -223,6 +223,8 @@ def _parsed(values: dict[str, Any]) -> Record:
     if isinstance(box, str):
         box = [int(v) for v in box.split(",")]
     score, face, confidence = value("score"), value("face"), value("face_confidence")
+    if score is not None and not 0 <= float(score) <= 1:  # NaN fails too: it would pass any fake budget
+        raise ValueError(f"the row of {values['path']!r} has the score {score!r}, not a number from 0 to 1")
     return Record(
         values["path"],
         None if score is None else float(score),

@@ -413,3 +413,29 @@ def test_a_model_path_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path: Pa
         result = deepscan_process(*[a.format(**fill) for a in command], cwd=tmp_path, timeout=120)  # blocked before
         assert result.returncode == ExitCode.USAGE, result.stderr
         assert b"not a regular file" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_resume_with_another_folder_keeps_every_row_it_is_handed(tmp_path: Path, tiny_model: Path):
+    """A mistyped folder never costs a report: rows for paths outside this scan's inputs stay, after its own."""
+    first, other = tmp_path / "first", tmp_path / "other"
+    for index in range(6):
+        write_image(first / f"{index}.png", index)
+    write_image(other / "new.png", 9)
+    report = tmp_path / "results.csv"
+    assert deepscan("scan", first, "--model", tiny_model, "-q", "-o", report).returncode == ExitCode.OK
+    before = csv_rows(report.read_bytes())
+    resumed = deepscan("scan", other, "--model", tiny_model, "-q", "-o", report, "--resume")
+    assert resumed.returncode == ExitCode.OK and b"not among this scan's inputs" in resumed.stderr
+    after = csv_rows(report.read_bytes())
+    assert [row["path"] for row in after] == [str(other / "new.png")] + [row["path"] for row in before]
+    assert after[1:] == before
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-0.5", "1.5"])
+def test_resume_refuses_a_score_that_is_not_a_probability(tmp_path: Path, tiny_model: Path, score: str):
+    image = write_image(tmp_path / "in" / "a.png")
+    report = tmp_path / "r.csv"
+    report.write_text(f"path,label,score,error\n{image},real,{score},\n")
+    result = deepscan("scan", tmp_path / "in", "--model", tiny_model, "-q", "-o", report, "--resume")
+    assert result.returncode == ExitCode.USAGE and b"not a number from 0 to 1" in result.stderr
+    assert report.read_text() == f"path,label,score,error\n{image},real,{score},\n"  # left as it was
