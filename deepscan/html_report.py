@@ -14,6 +14,7 @@ import base64
 import hashlib
 import html
 import json
+import shutil
 import sqlite3
 import tempfile
 from collections import Counter
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
+from deepscan.errors import OutputError
 from deepscan.evidence import EVIDENCE_COLUMN, evidence_text
 from deepscan.pipeline import ImageError, open_image
 from deepscan.record import Record
@@ -145,8 +147,47 @@ def write_html(
 
     ``threshold``, when known, is marked on the histogram.
     """
-    assets = target.with_name(f"{target.stem}_files")
-    assets.mkdir(exist_ok=True)
+    assets = thumbnail_folder(target)
+    try:  # a fresh folder, renamed into place at the end: nothing planted in the old one is ever written through
+        fresh = Path(tempfile.mkdtemp(dir=assets.parent, prefix=f".{assets.name}."))
+    except OSError as err:
+        raise OutputError(f"cannot write the thumbnails beside {target}: {err.strerror or err}") from None
+    try:
+        _write_page(target, fresh, assets.name, store, facts, explain, explain_count, threshold)
+        _replace_folder(assets, fresh)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def thumbnail_folder(page: Path) -> Path:
+    """Where a page's thumbnails go (``<name>_files`` beside it); OutputError if a file is in the way."""
+    folder = page.with_name(f"{page.stem}_files")
+    if not folder.is_symlink() and folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write the thumbnails to {folder}: a file is in the way")
+    return folder
+
+
+def _replace_folder(folder: Path, fresh: Path) -> None:
+    """Put ``fresh`` where ``folder`` is; a link there is removed, never followed, and old files do not linger."""
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+        folder.rename(old / folder.name)
+        shutil.rmtree(old, ignore_errors=True)
+    fresh.rename(folder)
+
+
+def _write_page(
+    target: Path,
+    assets: Path,
+    assets_name: str,
+    store: EntryStore,
+    facts: list[tuple[str, str]],
+    explain: Explainer | None,
+    explain_count: int,
+    threshold: float | None,
+) -> None:
     title = html.escape(f"deepscan report: {store.count} files")
     head, tail = PAGE.split("{data}")
     with atomic_file(resolved(target), keep_interrupted=False) as page:
@@ -169,8 +210,8 @@ def write_html(
                 "label": entry.label,
                 "evidence": entry.evidence,
                 "faces": len(entry.faces),
-                "thumb": thumb and f"{assets.name}/{thumb.name}",
-                "heat": heat and f"{assets.name}/{heat.name}",
+                "thumb": thumb and f"{assets_name}/{thumb.name}",
+                "heat": heat and f"{assets_name}/{heat.name}",
             }
             page.write(("," if index else "") + _script_json(item))
         page.write('], "errors": [')

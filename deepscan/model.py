@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,13 +278,26 @@ def save_model(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
     import keras
 
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    # The same layers in an uncompiled model: no optimizer state goes into the file.
-    clean = keras.Model(model.inputs, model.outputs, name=model.name)
-    clean.save(tmp)
-    with zipfile.ZipFile(tmp, "a") as archive:
-        archive.writestr(SPEC_MEMBER, spec.to_json())
-    tmp.replace(path)
+    tmp = fresh_file(path)
+    try:
+        # The same layers in an uncompiled model: no optimizer state goes into the file.
+        clean = keras.Model(model.inputs, model.outputs, name=model.name)
+        clean.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(SPEC_MEMBER, spec.to_json())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fresh_file(beside: Path, suffix: str = ".keras") -> Path:
+    """A new, empty file of our own beside ``beside`` (mkstemp: no name a planted link could claim first)."""
+    handle, name = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.stem}.", suffix=suffix)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+    return Path(name)
 
 
 def read_spec(path: str | Path) -> ModelSpec:

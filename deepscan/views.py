@@ -23,7 +23,7 @@ from deepscan.errors import ModelError
 from deepscan.evaluate import Evaluation, labelled_images, score_labelled
 from deepscan.faces import FaceSettings, crop_margin
 from deepscan.job import ScanJob, ScanSettings
-from deepscan.model import Detector, ModelSpec, load_model, model_identity, save_model
+from deepscan.model import Detector, ModelSpec, fresh_file, load_model, model_identity, save_model
 from deepscan.scorers import DEFAULT_BATCH_SIZE
 from deepscan.train import calibrate_on_validation
 
@@ -93,7 +93,7 @@ def combine_views(
     model = stack_views(parts)
     views = [crop_margin(margin, part.spec) for margin, part in zip(margins, parts, strict=True)]
     spec = ModelSpec(arch=ARCH, image_size=parts[0].spec.image_size, views=views)
-    uncalibrated = out.with_name(f".{out.stem}.uncalibrated.keras")
+    uncalibrated = fresh_file(out)
     save_model(model, spec, uncalibrated)
     try:
         log(f"scoring {len(data_dirs)} validation folder(s) in face mode")

@@ -1,5 +1,4 @@
 import os
-import os
 from pathlib import Path
 
 from deepscan.discovery import find_images, is_image_name

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -439,3 +440,67 @@ def test_resume_refuses_a_score_that_is_not_a_probability(tmp_path: Path, tiny_m
     result = deepscan("scan", tmp_path / "in", "--model", tiny_model, "-q", "-o", report, "--resume")
     assert result.returncode == ExitCode.USAGE and b"not a number from 0 to 1" in result.stderr
     assert report.read_text() == f"path,label,score,error\n{image},real,{score},\n"  # left as it was
+
+
+def test_no_output_may_overwrite_an_input_or_another_output(tmp_path: Path, tiny_model: Path):
+    folder = tmp_path / "in"
+    images = [write_image(folder / f"{index}.png", index) for index in range(2)]
+    images.append(write_image(tmp_path / "in_files" / "000000.jpg", 7))  # where in.html's thumbnails would go
+    before = [image.read_bytes() for image in images]
+    report = tmp_path / "same.csv"
+    for args, said in (
+        (["--html", images[0]], b"--html"),
+        (["--summary-json", images[1]], b"--summary-json"),
+        (["-o", report, "--html", report], b"give each output its own"),
+        (["-o", report, "--summary-json", report], b"give each output its own"),
+        (["--html", folder.with_name("in.html")], b"holds a file being scanned"),  # thumbnails go to in_files/
+        (["--faces", "--save-crops", folder], b"holds a file being scanned"),
+    ):
+        result = deepscan("scan", folder, tmp_path / "in_files", "--model", tiny_model, "-q", *args)
+        assert result.returncode == ExitCode.USAGE and said in result.stderr, (args, result.stderr)
+        assert [image.read_bytes() for image in images] == before and not report.exists()
+
+
+def test_thumbnails_go_to_a_fresh_folder_never_through_a_planted_link(tmp_path: Path, tiny_model: Path):
+    folder = tmp_path / "in"
+    for index in range(3):
+        write_image(folder / f"{index}.png", index)
+    victim, victim_folder = tmp_path / "victim.jpg", tmp_path / "victim_folder"
+    victim.write_bytes(b"precious")
+    victim_folder.mkdir()
+    page, assets = tmp_path / "page.html", tmp_path / "page_files"
+    assets.mkdir()
+    (assets / "000000.jpg").symlink_to(victim)
+    (assets / "999999.jpg").write_bytes(b"an old thumbnail")
+    assert deepscan("scan", folder, "--model", tiny_model, "-q", "--html", page, "-o", "-").returncode == 0
+    assert victim.read_bytes() == b"precious" and not (assets / "000000.jpg").is_symlink()
+    assert sorted(p.name for p in assets.iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg"]  # no old one
+    shutil.rmtree(assets)
+    assets.symlink_to(victim_folder, target_is_directory=True)  # the whole folder planted
+    assert deepscan("scan", folder, "--model", tiny_model, "-q", "--html", page, "-o", "-").returncode == 0
+    assert list(victim_folder.iterdir()) == [] and assets.is_dir() and not assets.is_symlink()
+    shutil.rmtree(assets)
+    assets.write_text("a file where the folder goes")
+    result = deepscan("scan", folder, "--model", tiny_model, "-q", "--html", page, "-o", "-")
+    assert result.returncode == ExitCode.USAGE and b"a file is in the way" in result.stderr
+    assert b"Traceback" not in result.stderr and result.stdout == b""  # refused before any scoring
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_a_model_is_saved_through_a_fresh_file_never_a_planted_link(tmp_path: Path, tiny_model: Path):
+    from deepscan.model import load_model, save_model
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".m.tmp.keras").symlink_to(victim)  # the fixed name earlier versions wrote through
+    detector = load_model(tiny_model)
+    save_model(detector.keras_model, detector.spec, tmp_path / "m.keras")
+    assert victim.read_text() == "precious" and read_spec(tmp_path / "m.keras") == detector.spec
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.tmp.keras", "m.keras", "victim.txt"]
+    assert (tmp_path / "m.keras").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -31,7 +31,7 @@ from deepscan.commands.options import (
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.explain import explainer
-from deepscan.html_report import EntryStore, entries_from_records, write_html
+from deepscan.html_report import EntryStore, entries_from_records, thumbnail_folder, write_html
 from deepscan.interrupts import raise_if_swallowed
 from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, local_scorer, resume_marker
 from deepscan.ray_scorer import STALL_SECONDS, ray_backend
@@ -242,7 +242,17 @@ def scan_command(
         images = list(find_images(inputs, recursive=recursive, include=include or (), exclude=exclude or ()))
         if not images:
             log.warning("no image found in the given paths: nothing to scan")
-        _refuse_scanned_output(out, images)
+        _refuse_clashing_outputs(
+            {
+                "--out": out,
+                "--summary-json": summary_json,
+                "--html": html,
+                "--html's folder": thumbnail_folder(html) if html is not None else None,
+                "--save-crops": save_crops,
+                "--cache": cache,
+            },
+            images,
+        )
         progress.update(task, total=len(images))
         summary = Summary(found=len(images), models=job.models, faces_mode=faces)
 
@@ -307,16 +317,40 @@ def _write(report: Report, scanned: ScannedFile, summary: Summary) -> None:
         log.info("%s: %s", scanned.path, scanned.verdict.error)
 
 
-def _refuse_scanned_output(out: Path | None, images: list[str]) -> None:
-    """--out must not name one of the files being scanned: the report would overwrite it."""
-    if is_stdout(out) or out is None or not out.exists():
-        return
-    target = os.stat(out)
+def _refuse_clashing_outputs(outputs: dict[str, Path | None], images: list[str]) -> None:
+    """No output may be a file being scanned, a folder holding one, or another output: one would overwrite the other.
+
+    ``outputs`` maps each option to its path (files, and the folders --html and --save-crops write into).
+    Devices, pipes and stdout are written through and never replaced, so they may repeat.
+    """
+    named = {
+        option: path
+        for option, path in outputs.items()
+        if path is not None and not is_stdout(path) and not is_special(resolved(path))
+    }
+    real = {option: os.path.realpath(path) for option, path in named.items()}
+    claimed: dict[str, str] = {}
+    for option, where in real.items():
+        if where in claimed:
+            raise OutputError(f"{option} {named[option]} is also {claimed[where]}'s path: give each output its own")
+        claimed[where] = option
+    identities = {}
+    for option, path in named.items():
+        with contextlib.suppress(OSError):
+            found = os.stat(path)
+            identities[(found.st_dev, found.st_ino)] = option
+    folders = [(real[option] + os.sep, option) for option in named if option in ("--save-crops", "--html's folder")]
     for image in images:
         with contextlib.suppress(OSError, ValueError):
             found = os.stat(image)
-            if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
-                raise OutputError(f"--out {out} is one of the files being scanned: choose another report path")
+            option = identities.get((found.st_dev, found.st_ino))
+            if option is not None:
+                raise OutputError(f"{option} {named[option]} is one of the files being scanned: choose another path")
+        for folder, option in folders:
+            if os.path.realpath(image).startswith(folder):
+                raise OutputError(
+                    f"{option} {named[option]} holds a file being scanned ({image}): choose another folder"
+                )
 
 
 def _columns(value: str | None) -> tuple[str, ...]:
