@@ -176,10 +176,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # 16/32-bit greyscale: scale to 8 bits instead of clipping.
-        values = np.asarray(image, dtype=np.float32)
-        top = 1.0 if image.mode == "F" else 65535.0
-        image = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        image = _to_8_bits(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa"):
@@ -187,6 +184,32 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+ROWS_AT_ONCE = 512  # high-bit-depth pixels are scaled a band of rows at a time: no full-size float copy
+
+
+def _to_8_bits(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale as 8-bit grey: 16-bit over its full range, the others over the values
+    they hold (a float image in 0..1 or 0..4000, an int image of any range), never clipped to white or black."""
+    values = np.asarray(image)
+    bands = range(0, values.shape[0], ROWS_AT_ONCE)
+    if image.mode.startswith("I;16"):
+        low, high = 0.0, 65535.0
+    else:
+        low, high = np.inf, -np.inf
+        for i in bands:
+            band = values[i : i + ROWS_AT_ONCE]
+            band = band[np.isfinite(band)]
+            if band.size:
+                low, high = min(low, float(band.min())), max(high, float(band.max()))
+        low, high = (low, high) if low <= high else (0.0, 0.0)
+    scale = 255.0 / (high - low) if high > low else 0.0
+    grey = np.empty(values.shape, np.uint8)
+    for i in bands:
+        band = np.nan_to_num(values[i : i + ROWS_AT_ONCE].astype(np.float32), nan=low, posinf=high, neginf=low)
+        grey[i : i + ROWS_AT_ONCE] = np.clip((band - low) * scale, 0, 255)
+    return Image.fromarray(grey, "L")
 
 
 def _too_large_message(dimensions: str) -> str:

@@ -155,3 +155,27 @@ def test_an_image_already_at_the_model_size_is_decoded_as_is(tmp_path: Path, nam
     assert decoded.shape == (SIZE, SIZE, 3)
     if name.endswith(".png"):
         np.testing.assert_array_equal(decoded, pixels)
+
+
+@pytest.mark.parametrize(
+    ("mode", "values"),
+    [("F", (0.0, 0.5)), ("F", (100.0, 4000.0)), ("I", (-70_000, 3_000_000)), ("I;16", (1000, 60_000))],
+)
+def test_high_bit_depth_greyscale_keeps_its_contrast(tmp_path: Path, mode: str, values: tuple[float, float]):
+    """Float and 32-bit images were all white or all black: the darker half must stay darker after decoding."""
+    from deepscan.pipeline import decode_image
+
+    dark, light = values
+    dtype = {"F": np.float32, "I": np.int32, "I;16": np.uint16}[mode]
+    pixels = np.full((64, 64), light, dtype)
+    pixels[:, :32] = dark
+    path = tmp_path / ("deep.png" if mode == "I;16" else "deep.tif")  # 16-bit PNG, 32-bit and float TIFF
+    image = Image.fromarray(pixels)
+    assert image.mode == mode
+    image.save(path)
+    decoded = decode_image(str(path), 32).astype(int)
+    assert decoded[:, :12].mean() + 100 < decoded[:, -12:].mean(), (
+        mode,
+        decoded[:, :12].mean(),
+        decoded[:, -12:].mean(),
+    )
