@@ -75,6 +75,23 @@ class CsvWriter:
         pass
 
 
+class SpreadsheetCsvWriter(CsvWriter):
+    """CSV for spreadsheets (--csv-safe): a text cell that a spreadsheet would run as a formula
+    (it starts with = + - @, a tab or a carriage return, as in a file named '=HYPERLINK(...).png') gets a
+    leading apostrophe, which shows it as text. Such a report is for people: its paths no longer round-trip."""
+
+    def write(self, values: dict[str, Any]) -> None:
+        cells = [_cell(column, values[column]) for column in self._columns]
+        self._stream.write(_csv_line([_defused(cell) for cell in cells]))
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(cell: Any) -> Any:
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
+
+
 def _csv_line(cells: Sequence[Any]) -> str:
     return ",".join(_quoted(str(cell)) for cell in cells) + "\n"
 
@@ -154,11 +171,18 @@ class Report:
     """Records going to one destination in one format; ``flush`` after each batch."""
 
     def __init__(
-        self, stream: IO[str], fmt: OutputFormat, columns: Sequence[str] = BASE_COLUMNS, name: str = "the report"
+        self,
+        stream: IO[str],
+        fmt: OutputFormat,
+        columns: Sequence[str] = BASE_COLUMNS,
+        name: str = "the report",
+        *,
+        spreadsheet_safe: bool = False,
     ) -> None:
         self._stream, self._name = stream, name
+        writer = SpreadsheetCsvWriter if spreadsheet_safe and fmt is OutputFormat.csv else _WRITERS[fmt]
         with self._errors():
-            self._writer = _WRITERS[fmt](stream, columns)
+            self._writer = writer(stream, columns)
 
     def write(self, record: Record) -> None:
         with self._errors():
@@ -396,6 +420,7 @@ def open_report(
     columns: Sequence[str] = BASE_COLUMNS,
     *,
     interrupted_to: Path | None = None,
+    spreadsheet_safe: bool = False,
 ) -> Iterator[Report]:
     """Rows to stdout, to a device or pipe directly, or atomically to a file (see atomic_file).
 
@@ -412,7 +437,8 @@ def open_report(
         assert destination is not None
         stream = _text_stream(destination, interrupted_to)
     with stream as handle:
-        report = Report(handle, fmt, columns, "stdout" if is_stdout(destination) else str(destination))
+        name = "stdout" if is_stdout(destination) else str(destination)
+        report = Report(handle, fmt, columns, name, spreadsheet_safe=spreadsheet_safe)
         try:
             yield report
         except INTERRUPTS:

@@ -1,7 +1,8 @@
 """Make pictures that no camera took and no generative model made: noise, gradients, shapes, text, patterns.
 
     python scripts/synthetic_content.py --out runs/data/synthetic --count 600 --seed 1       # a training source
-    python scripts/synthetic_content.py --out runs/check/synthetic --count 3000 --seed 99 --flat  # a check set
+    python scripts/synthetic_content.py --out runs/check/synthetic --count 700 --seed 99 --flat  # a check set
+    python scripts/synthetic_content.py --out runs/check/noise --count 3000 --seed 7 --flat --kind uniform_noise
 
 The face and diffusion detectors were never meant to judge such content, so it must not come out
 as a confident "fake": as training data it is a real-only source (OUT/{train,val}/real/, 15% to
@@ -104,16 +105,18 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=600)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--flat", action="store_true", help="OUT/real/ only (a check set), no train/val split")
+    parser.add_argument("--kind", choices=[k.__name__ for k in KINDS], action="append", help="only these kinds")
     args = parser.parse_args()
+    kinds = [k for k in KINDS if not args.kind or k.__name__ in args.kind]
     rng = np.random.default_rng(args.seed)
     val_count = 0 if args.flat else round(args.count * 0.15)
     for index in range(args.count):
-        make = KINDS[index % len(KINDS)]
+        make = kinds[index % len(kinds)]
         w, h = (int(v) for v in rng.integers(48, 641, 2))
         folder = args.out / "real" if args.flat else args.out / ("val" if index < val_count else "train") / "real"
         folder.mkdir(parents=True, exist_ok=True)
         save(make(rng, w, h), rng, folder / f"{make.__name__}_{args.seed}_{index:05d}")
-    print(f"{args.count} images ({', '.join(k.__name__ for k in KINDS)}) in {args.out}")
+    print(f"{args.count} images ({', '.join(k.__name__ for k in kinds)}) in {args.out}")
 
 
 if __name__ == "__main__":

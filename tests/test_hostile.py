@@ -504,3 +504,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_csv_safe_shows_formula_like_names_as_text_and_the_default_keeps_them_exact(tmp_path: Path, tiny_model: Path):
+    """Relative names, as `git diff --name-only | deepscan scan -` gives them, can start a spreadsheet formula."""
+    names = ["=HYPERLINK(1).png", "+1.png", "-2.png", "@SUM(1).png", "plain.png"]
+    for index, name in enumerate(names):
+        write_image(tmp_path / name, index)
+    exact = csv_rows(deepscan("scan", "--model", tiny_model, "-q", "--", *names, cwd=tmp_path).stdout)
+    assert [row["path"] for row in exact] == names  # by default a report round-trips exactly
+    safe = deepscan("scan", "--model", tiny_model, "-q", "--csv-safe", "--", *names, cwd=tmp_path)
+    assert safe.returncode == ExitCode.OK
+    assert [row["path"] for row in csv_rows(safe.stdout)] == ["'" + name for name in names[:4]] + ["plain.png"]
+    refused = deepscan("scan", "--model", tiny_model, "-q", "--csv-safe", "-f", "json", "--", *names, cwd=tmp_path)
+    assert refused.returncode == ExitCode.USAGE and b"--csv-safe" in refused.stderr

@@ -78,6 +78,15 @@ def scan_command(
             "--format", "-f", help="Report format (default: --out's extension; CSV on stdout).", rich_help_panel=OUTPUT
         ),
     ] = None,
+    csv_safe: Annotated[
+        bool,
+        typer.Option(
+            "--csv-safe",
+            help="CSV for spreadsheets: a cell starting with = + - @ is shown as text, not run as a formula "
+            "(paths then no longer round-trip; not for --resume).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -203,6 +212,8 @@ def scan_command(
         raise OutputError("--summary-json - needs --out FILE: the report already goes to stdout")
     if sys.stdout is None and (is_stdout(out) or (summary_json is not None and is_stdout(summary_json))):
         raise OutputError("stdout is closed: write the report and the summary to files (--out, --summary-json)")
+    if csv_safe and (fmt is not OutputFormat.csv or resume):
+        raise OutputError("--csv-safe writes CSV for spreadsheets: not with another --format, nor with --resume")
     if explain and html is None:
         raise OutputError("--explain draws heat maps into the HTML report: give --html FILE")
     for destination in (out, summary_json, html):
@@ -274,7 +285,8 @@ def scan_command(
         columns = report_columns(faces, settings.columns, evidence)
         store = EntryStore() if html is not None else None
         try:
-            with open_report(out, fmt, columns, interrupted_to=interrupted_to) as report, progress:
+            opened = open_report(out, fmt, columns, interrupted_to=interrupted_to, spreadsheet_safe=csv_safe)
+            with opened as report, progress:
                 try:
                     for files in job.run(images):
                         for scanned in files:
