@@ -1,6 +1,7 @@
 """Build the `photos` training source: ordinary photos and Stable Diffusion 1.x pictures from one pinned commit.
 
     python scripts/photos_data.py GIT_DIR --out runs/data/photos [--ood ../shared/ood]
+    python scripts/photos_data.py GIT_DIR --out runs/data/photo_reals --only real
 
 GIT_DIR is a git directory of DHANUSH7140/REAL-VS-AI-IMAGE-DETECTION-AND-SIMILAR-OBJECT-DETECTION
 (a clone, or the snapshot the search tool's fetch brings); the script reads the pinned commit
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/data/photos"))
     parser.add_argument("--ood", type=Path, default=Path("../shared/ood"), help="validation set to keep unseen")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--only", choices=sorted(FOLDERS), help="one class alone (the reals: more kinds of real)")
     args = parser.parse_args()
 
     git(args.git_dir, "cat-file", "-e", f"{COMMIT}^{{commit}}")  # fails loudly when the commit is not there
@@ -72,6 +74,8 @@ def main() -> None:
     print(f"{REPO} @ {COMMIT}")
     print(f"guard: {len(sha256s)} images of {args.ood} (sha256, and pHash within {NEAR_BITS} bits)")
     for label, folder in FOLDERS.items():
+        if args.only and label != args.only:
+            continue
         names = sorted(git(args.git_dir, "ls-tree", "--name-only", f"{COMMIT}:{folder}").decode().split())
         random.Random(args.seed).shuffle(names)
         val_count = round(len(names) * VAL_SHARE)
