@@ -43,12 +43,33 @@ def _register_optional_decoders() -> None:
         import pillow_jxl  # noqa: F401  (registers itself)
 
 
+# Formats Pillow decodes only with a plugin: their extensions always count as images, so a folder of iPhone
+# photos without the plugin gives rows that say what to install, not "no image found".
+PLUGIN_FORMATS = {
+    "HEIF": ((".heic", ".heif", ".hif"), "pillow-heif (pip install 'deepscan-audit[heif]')"),
+    "JPEG XL": ((".jxl",), "pillow-jxl-plugin (pip install pillow-jxl-plugin)"),
+}
+
+
 def decodable_extensions() -> frozenset[str]:
-    """Every file extension the installed Pillow (and its optional plugins) can decode, lower case."""
+    """Every file extension the installed Pillow (and its optional plugins) can decode, lower case,
+    and those of the formats a plugin would decode (a file of them says which plugin it needs)."""
     _register_optional_decoders()
     Image.init()
     formats = set(Image.OPEN) - UNDECODABLE_FORMATS
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats)
+    found = {ext for ext, fmt in Image.registered_extensions().items() if fmt in formats}
+    return frozenset(found.union(*(extensions for extensions, _ in PLUGIN_FORMATS.values())))
+
+
+def _plugin_needed(head: bytes) -> str | None:
+    """For a file Pillow could not identify: the plugin its signature asks for, if that is the reason."""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+        kind = "HEIF"
+    elif head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
+        kind = "JPEG XL"
+    else:
+        return None
+    return f"a {kind} image: decoding it needs the plugin {PLUGIN_FORMATS[kind][1]}"
 
 
 # Refuse images larger than this before decoding them (decompression bombs).
@@ -157,7 +178,8 @@ def _decode(handle: BinaryIO, draft: tuple[int, int], finish: Callable[[Image.Im
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError("not an image, or an unsupported format") from None
+        handle.seek(0)
+        raise ImageError(_plugin_needed(handle.read(16)) or "not an image, or an unsupported format") from None
     except Image.DecompressionBombError:
         raise ImageError(_too_large_message("its declared size")) from None
     except MemoryError:

@@ -1,4 +1,5 @@
 import io
+import json
 import os
 from pathlib import Path
 
@@ -179,3 +180,25 @@ def test_high_bit_depth_greyscale_keeps_its_contrast(tmp_path: Path, mode: str, 
         decoded[:, :12].mean(),
         decoded[:, -12:].mean(),
     )
+
+
+def test_heic_photos_are_scored_with_the_plugin_and_say_which_plugin_without_it(tmp_path: Path, tiny_model: Path):
+    """A folder of iPhone .HEIC photos: scored with pillow-heif; without it, each row names the plugin to install."""
+    import subprocess
+    import sys
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    folder = tmp_path / "iphone"
+    folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    pillow_heif.from_bytes(mode="RGB", size=(64, 64), data=pixels.tobytes()).save(folder / "IMG_0001.HEIC")
+    scan = [sys.executable, "-c", "import sys; from deepscan.cli import main; sys.argv[0] = 'deepscan'; main()"]
+    args = ["scan", str(folder), "--model", str(tiny_model), "-q", "-f", "jsonl"]
+    with_plugin = subprocess.run([*scan, *args], capture_output=True, text=True, timeout=300)
+    (row,) = map(json.loads, with_plugin.stdout.splitlines())
+    assert with_plugin.returncode == 0 and row["score"] is not None and row["path"].endswith("IMG_0001.HEIC")
+    hidden = [scan[0], "-c", "import sys; sys.modules['pillow_heif'] = None; " + scan[2].split("; ", 1)[1]]
+    without = subprocess.run([*hidden, *args], capture_output=True, text=True, timeout=300)
+    (row,) = map(json.loads, without.stdout.splitlines())
+    assert without.returncode == 3 and row["score"] is None
+    assert "HEIF image" in row["error"] and "pillow-heif" in row["error"]
