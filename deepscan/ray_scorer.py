@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -148,8 +149,13 @@ class RayScorer:
 def ray_backend(
     address: str, stall_seconds: float = STALL_SECONDS
 ) -> Callable[[ScanSettings, list[ScanModel]], RayScorer]:
-    """The back end for ``ScanJob(settings, backend=...)``: the scan's scorer on the Ray cluster at ``address``."""
+    """The back end for ``ScanJob(settings, backend=...)``: the scan's scorer on the Ray cluster at ``address``.
+
+    A host:port address is probed first, within ``stall_seconds``: Ray itself retries an address
+    where nothing answers for minutes, deaf to SIGTERM, and leaves a half-written report behind.
+    """
     check_ray()
+    probe(address, min(stall_seconds, PROBE_SECONDS))
 
     def build(settings: ScanSettings, models: list[ScanModel]) -> RayScorer:
         if settings.save_crops is not None:
@@ -368,6 +374,24 @@ def import_ray() -> Any:
     except ImportError:
         raise DeepscanError(MISSING_RAY) from None
     return ray
+
+
+PROBE_SECONDS = 10.0
+
+
+def probe(address: str, timeout: float) -> None:
+    """ClusterError now if nothing accepts a connection at a host:port address ('local' and 'auto' are not probed)."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--ray {address}: give 'local', 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        reason = err.strerror or (f"no answer within {timeout:g} s" if isinstance(err, TimeoutError) else str(err))
+        raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers there ({reason})") from None
 
 
 def _connect(ray: Any, address: str) -> bool:

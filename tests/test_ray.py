@@ -283,3 +283,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_an_address_where_nothing_answers_is_one_line_at_once(photos: Path, tiny_model: Path, tmp_path: Path):
+    """--ray 127.0.0.1:1 made Ray retry for minutes, deaf to SIGTERM, leaving a .part file: now one line, no file."""
+    out = tmp_path / "r.csv"
+    scan = [sys.executable, "-m", "deepscan", "scan", str(photos), "--model", str(tiny_model), "-o", str(out)]
+    result = subprocess.run([*scan, "--ray", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == ExitCode.USAGE and "nothing answers there" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and [p.name for p in tmp_path.iterdir()] == ["photos"]
+    typo = subprocess.run([*scan, "--ray", "localhost"], capture_output=True, text=True, timeout=120)
+    assert typo.returncode == ExitCode.USAGE and "HOST:PORT" in typo.stderr
