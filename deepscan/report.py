@@ -227,13 +227,29 @@ def report_files(path: Path, fmt: OutputFormat | None = None) -> Iterator[list[t
             if fmt is OutputFormat.csv:
                 rows: Iterable[dict[str, Any]] = csv.DictReader(handle)
             elif fmt is OutputFormat.json:
+                if os.fstat(handle.fileno()).st_size > MAX_JSON_REPORT_BYTES:
+                    raise ValueError(
+                        f"over {MAX_JSON_REPORT_BYTES >> 20} MiB of JSON: write large reports as JSON Lines"
+                    )
                 rows = json.load(handle)
             else:
-                rows = (json.loads(line) for line in handle if line.strip())
+                rows = (json.loads(line) for line in _bounded_lines(handle) if line.strip())
             for _, group in itertools.groupby(((_parsed(values), values) for values in rows), lambda row: row[0].path):
                 yield list(group)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error) as err:
         raise OutputError(f"cannot read {path}: not a deepscan {fmt.value} report ({err})") from None
+
+
+MAX_ROW_CHARS = 16 << 20  # a JSON Lines row (CSV fields are bounded by the csv module's field limit)
+MAX_JSON_REPORT_BYTES = 256 << 20  # read whole: larger reports belong in JSON Lines, read a row at a time
+
+
+def _bounded_lines(handle: IO[str]) -> Iterator[str]:
+    """Lines of at most MAX_ROW_CHARS: a 1 GiB line is refused, never read into memory."""
+    while line := handle.readline(MAX_ROW_CHARS + 1):
+        if len(line) > MAX_ROW_CHARS:
+            raise ValueError(f"a row over {MAX_ROW_CHARS >> 20} MiB")
+        yield line
 
 
 def _parsed(values: dict[str, Any]) -> Record:

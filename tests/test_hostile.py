@@ -518,3 +518,25 @@ def test_csv_safe_shows_formula_like_names_as_text_and_the_default_keeps_them_ex
     assert [row["path"] for row in csv_rows(safe.stdout)] == ["'" + name for name in names[:4]] + ["plain.png"]
     refused = deepscan("scan", "--model", tiny_model, "-q", "--csv-safe", "-f", "json", "--", *names, cwd=tmp_path)
     assert refused.returncode == ExitCode.USAGE and b"--csv-safe" in refused.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_report_with_a_giant_row_is_refused_in_one_line(tmp_path: Path, fmt: str):
+    """A 64 MiB row: one line and exit 2, in bounded memory, not gigabytes and a traceback."""
+    report = tmp_path / f"r.{fmt}"
+    giant = "x" * (64 << 20)
+    if fmt == "csv":
+        report.write_text(f"path,label,score,error\n/a.png,real,0.1,{giant}\n")
+    else:
+        report.write_text(json.dumps({"path": "/a.png", "label": "real", "score": 0.1, "error": giant}) + "\n")
+    code = (
+        "import resource, sys; from deepscan.cli import main; sys.argv = ['deepscan', 'report', sys.argv[1], "
+        "'--html', sys.argv[2]]\ntry:\n    main()\nexcept SystemExit as e:\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); raise"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(report), str(tmp_path / "p.html")], capture_output=True, timeout=300
+    )
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == ExitCode.USAGE and "not a deepscan" in lines[0] and "Traceback" not in lines[0]
+    assert int(lines[-1]) < 1_000_000  # KiB: well under the gigabytes it took
