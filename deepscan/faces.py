@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image
 
 from deepscan.errors import DeepscanError
+from deepscan.files import ReadError, read_bytes
 from deepscan.model import Detector, ModelSpec
-from deepscan.pipeline import ImageError, ImageInput, Source, open_image, source_dataset
+from deepscan.pipeline import ImageError, ImageInput, Source, decode_image, open_image, source_dataset
 from deepscan.record import Record
 from deepscan.report import write_atomically
 from deepscan.runtime import device_name, tensorflow
@@ -63,16 +64,30 @@ class Face:
 class WorkingImage:
     pixels: np.ndarray  # upright RGB, longest side <= DETECT_SIDE
     scale: float  # original pixels per working pixel
+    whole: np.ndarray | None = None  # the file as a plain scan decodes it, for the whole-image model
 
 
-def load_working_image(path: ImageInput) -> WorkingImage:
-    """Decode once for detection and cropping; raises ImageError like decode_image."""
+def load_working_image(source: ImageInput, whole_size: int | None = None) -> WorkingImage:
+    """Decode once for detection and cropping; raises ImageError like decode_image.
+
+    With ``whole_size``, the same bytes are also decoded exactly as a plain scan decodes them, at
+    that size: a file without a face is scored on those pixels, so it gets a plain scan's score.
+    """
 
     def shrink(image: Image.Image, original: tuple[int, int]) -> WorkingImage:
         image.thumbnail((DETECT_SIDE, DETECT_SIDE), Image.Resampling.BILINEAR)
         return WorkingImage(np.asarray(image, dtype=np.uint8), original[0] / image.size[0])
 
-    return open_image(path, (DETECT_SIDE, DETECT_SIDE), shrink)
+    if whole_size is None:
+        return open_image(source, (DETECT_SIDE, DETECT_SIDE), shrink)
+    if not isinstance(source, bytes):
+        try:
+            source = read_bytes(source)  # read once, decoded twice
+        except ReadError as err:
+            raise ImageError(str(err)) from None
+    working = open_image(source, (DETECT_SIDE, DETECT_SIDE), shrink)
+    working.whole = decode_image(source, whole_size)
+    return working
 
 
 def check_detector() -> None:
@@ -201,7 +216,8 @@ class FaceScorer:
         return device_name() if self.faces.loaded or self.whole.loaded else None
 
     def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
-        for chunk in _decoded_chunks(tensorflow(), sources, max(1, self.batch_size // 4)):
+        size = self.whole.spec.image_size
+        for chunk in _decoded_chunks(tensorflow(), sources, max(1, self.batch_size // 4), size):
             yield self.score_decoded(chunk)
 
     def score_decoded(self, chunk: list[tuple[str, WorkingImage | str]]) -> list[Record]:
@@ -226,7 +242,8 @@ class FaceScorer:
             if item.faces:
                 face_crops += [face_views(image, face, detector.spec.image_size, margins) for face in item.faces]
             else:
-                whole_crops.append(crop_face(image, None, whole.spec.image_size, margins[0]))
+                assert image.whole is not None, "face mode decodes each file for the whole-image model too"
+                whole_crops.append(image.whole)
         face_scores, whole_scores = _scored(face_crops, detector), _scored(whole_crops, whole)
         records: list[Record] = []
         scored_crops: list[np.ndarray] = []
@@ -262,34 +279,36 @@ def _scored(crops: list[np.ndarray], detector: Detector) -> Iterator[tuple[np.nd
     return zip(crops, map(float, scores), strict=True)
 
 
-def decode_working(path: str, data: bytes | None = None) -> WorkingImage | str:
-    """A file (or its bytes) as the working image faces are found in, or the error text."""
+def decode_working(path: str, data: bytes | None, whole_size: int) -> WorkingImage | str:
+    """A file (or its bytes) as the working image faces are found in (and its whole image), or the error text."""
     try:
-        return load_working_image(path if data is None else data)
+        return load_working_image(path if data is None else data, whole_size)
     except ImageError as err:
         return str(err)
 
 
 def _decoded_chunks(
-    tf: ModuleType, sources: Iterable[Source], chunk: int
+    tf: ModuleType, sources: Iterable[Source], chunk: int, whole_size: int
 ) -> Iterator[list[tuple[str, WorkingImage | str]]]:
     """(path, working image or error text) in order, decoded in parallel by tf.data."""
 
-    def decode(path: bytes, data: bytes, has_data: bool) -> tuple[np.ndarray, np.ndarray, bytes]:
-        image = decode_working(os.fsdecode(path), data if has_data else None)
+    def decode(path: bytes, data: bytes, has_data: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
+        image = decode_working(os.fsdecode(path), data if has_data else None, whole_size)
         if isinstance(image, str):
-            return np.zeros((1, 1, 3), np.uint8), np.float32(1), image.encode()
-        return image.pixels, np.float32(image.scale), b""
+            blank = np.zeros((1, 1, 3), np.uint8)
+            return blank, np.float32(1), np.zeros((whole_size, whole_size, 3), np.uint8), image.encode()
+        return image.pixels, np.float32(image.scale), image.whole, b""
 
     def mapped(path: tf.Tensor, data: tf.Tensor, has_data: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        pixels, scale, error = tf.numpy_function(decode, [path, data, has_data], [tf.uint8, tf.float32, tf.string])
-        return path, pixels, scale, error
+        types = [tf.uint8, tf.float32, tf.uint8, tf.string]
+        pixels, scale, whole, error = tf.numpy_function(decode, [path, data, has_data], types)
+        return path, pixels, scale, whole, error
 
     dataset = source_dataset(sources)
     dataset = dataset.map(mapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(chunk)
     batch: list[tuple[str, WorkingImage | str]] = []
-    for path, pixels, scale, error in dataset.as_numpy_iterator():
-        value: WorkingImage | str = error.decode() if error else WorkingImage(pixels, float(scale))
+    for path, pixels, scale, whole, error in dataset.as_numpy_iterator():
+        value: WorkingImage | str = error.decode() if error else WorkingImage(pixels, float(scale), whole)
         batch.append((os.fsdecode(path), value))
         if len(batch) == chunk:
             yield batch

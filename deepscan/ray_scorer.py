@@ -125,7 +125,7 @@ class RayScorer:
         if self.settings.faces is None:
             decode, sized = _decode_whole, {"size": self.scan_models[0].spec.image_size}
         else:
-            decode, sized = _decode_faces, {}  # the working image has its own size
+            decode, sized = _decode_faces, {"whole_size": self.scan_models[-1].spec.image_size}
         batch_size = self.settings.batch_size
         return (
             ray.data.from_items(items)
@@ -188,9 +188,9 @@ class ScoringActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if isinstance(self.scorer, FaceScorer):
             chunk = [
-                (path, str(error) if error else _working(pixels, scale))
-                for path, pixels, scale, error in zip(
-                    batch["path"], batch["pixels"], batch["scale"], batch["error"], strict=True
+                (path, str(error) if error else _working(pixels, scale, whole))
+                for path, pixels, scale, whole, error in zip(
+                    batch["path"], batch["pixels"], batch["scale"], batch["whole"], batch["error"], strict=True
                 )
             ]
             records = self.scorer.score_decoded(chunk)
@@ -215,8 +215,8 @@ def _scored_whole(model: ScanModel, batch: dict[str, np.ndarray]) -> list[Record
     ]
 
 
-def _working(pixels: np.ndarray, scale: float) -> WorkingImage:
-    return WorkingImage(np.asarray(pixels, dtype=np.uint8), float(scale))
+def _working(pixels: np.ndarray, scale: float, whole: np.ndarray) -> WorkingImage:
+    return WorkingImage(np.asarray(pixels, dtype=np.uint8), float(scale), np.asarray(whole, dtype=np.uint8))
 
 
 def _plain(record: Record) -> dict[str, Any]:
@@ -249,18 +249,20 @@ def _decode_whole(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarr
     }
 
 
-def _decode_faces(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Read task for face mode: the working image faces are found in, as the local face scorer decodes it."""
+def _decode_faces(batch: dict[str, np.ndarray], whole_size: int) -> dict[str, np.ndarray]:
+    """Read task for face mode: the working image faces are found in, and the whole image, as the local face
+    scorer decodes them."""
     images = [
-        decode_working(str(path), bytes(data) if has_data else None)
+        decode_working(str(path), bytes(data) if has_data else None, whole_size)
         for path, data, has_data in zip(batch["path"], batch["data"], batch["has_data"], strict=True)
     ]
-    blank = np.zeros((1, 1, 3), np.uint8)
+    blank, no_whole = np.zeros((1, 1, 3), np.uint8), np.zeros((whole_size, whole_size, 3), np.uint8)
     pixels = np.empty(len(images), dtype=object)
     pixels[:] = [blank if isinstance(image, str) else image.pixels for image in images]
     return {
         "path": batch["path"],
         "pixels": pixels,
+        "whole": np.stack([no_whole if isinstance(image, str) else image.whole for image in images]),
         "scale": np.array([1.0 if isinstance(image, str) else image.scale for image in images], np.float32),
         "error": np.array([image if isinstance(image, str) else "" for image in images], dtype=object),
     }

@@ -252,3 +252,16 @@ def test_train_on_face_crops_detects_once_and_scan_crops_as_trained(cli, photos:
 
     monkeypatch.setattr(FaceFinder, "find", no_detection)
     train([data_dir], out, config, log=lambda line: None)  # the detections come from m.faces.json
+
+
+def test_a_file_without_a_face_gets_a_plain_scans_score_in_face_mode(cli, tmp_path: Path):
+    """One model, one decode: a faceless JPEG (decoded at another scale for detection) scores as a plain scan does."""
+    folder = tmp_path / "faceless"
+    folder.mkdir()
+    Image.fromarray(data.rocket()).save(folder / "rocket.jpg", quality=90)  # JPEG: DCT-scaled decoding differs
+    Image.fromarray(data.coffee()).resize((1200, 800)).save(folder / "coffee.jpg", quality=85)
+    _, plain, _ = cli("scan", folder, "-q", "-f", "jsonl")
+    _, faces, _ = cli("scan", folder, "--faces", "-q", "-f", "jsonl")
+    plain_rows, in_face_mode = ([json.loads(line) for line in text.splitlines()] for text in (plain, faces))
+    assert [row["face"] for row in in_face_mode] == [None, None]
+    assert [row["score"] for row in in_face_mode] == [row["score"] for row in plain_rows]
