@@ -189,10 +189,10 @@ def _c2pa(data: bytes) -> list[Evidence]:
     try:
         with c2pa.Reader(mime, io.BytesIO(data)) as reader:
             store = json.loads(reader.json())
-    except Exception as err:  # the library raises C2paError subclasses, and worse on damaged stores
+    except c2pa.C2paError.ManifestNotFound:
+        return []  # the bytes "c2pa" appeared, but there is no manifest store: nothing to say
+    except Exception as err:  # other C2paError kinds, and worse on damaged stores: a store that cannot be read
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "NotFound" in message or "not found" in message.lower():
-            return []  # the bytes "c2pa" appeared, but there is no manifest store
         return [Evidence("c2pa", "unreadable", status=f"invalid: {message[:200]}")]
     try:
         return _manifest_evidence(store)

@@ -355,3 +355,21 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_a_damaged_c2pa_store_is_reported_only_a_missing_one_is_silent(monkeypatch):
+    """Error kinds, not message text: a store whose assertion is 'not found' is damaged, not absent."""
+    c2pa = pytest.importorskip("c2pa")
+    data = jpeg_bytes()[:2] + b"\xff\xeb\x00\x10JP\0\x01c2pa jumb" + jpeg_bytes()[2:]
+
+    def reader(error: Exception):
+        def make(*args: object) -> None:
+            raise error
+
+        return make
+
+    monkeypatch.setattr(c2pa, "Reader", reader(c2pa.C2paError.AssertionNotFound("assertion not found")))
+    (damaged,) = evidence_in(data)
+    assert damaged.detail == "unreadable" and "not found" in damaged.status
+    monkeypatch.setattr(c2pa, "Reader", reader(c2pa.C2paError.ManifestNotFound("no JUMBF data found")))
+    assert evidence_in(data) == []
