@@ -540,3 +540,31 @@ def test_a_report_with_a_giant_row_is_refused_in_one_line(tmp_path: Path, fmt: s
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == ExitCode.USAGE and "not a deepscan" in lines[0] and "Traceback" not in lines[0]
     assert int(lines[-1]) < 1_000_000  # KiB: well under the gigabytes it took
+
+
+def test_eight_huge_lossless_webps_scan_in_bounded_memory(tmp_path: Path):
+    """Eight 40-byte WebPs of 10,900 x 10,900 pixels peaked at 2.5 GB: Pillow alone needs 1.8 GB for one, so such
+    a file is now an error row naming the limit, and smaller ones (6,000 x 6,000, 0.55 GB each to decode) are
+    scored one at a time. Measured in a child process as a user's scan runs, with the packaged model."""
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    for side in (10_900, 6_000):
+        image = Image.new("RGBA", (side, side), (30, 120, 200, 255))
+        image.paste((200, 40, 40, 0), (0, 0, side // 2, side))  # half transparent: composited on white
+        buffer = io.BytesIO()
+        image.save(buffer, "WEBP", lossless=True)
+        del image
+        for index in range(4):
+            (folder / f"{side}_{index}.webp").write_bytes(buffer.getvalue())
+    code = (
+        "import resource, sys; from deepscan.cli import main; sys.argv = ['deepscan', 'scan', sys.argv[1], '-q']\n"
+        "try:\n    main()\nexcept SystemExit:\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); raise"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, timeout=600)
+    assert result.returncode == ExitCode.UNREADABLE, result.stderr
+    rows = {Path(row["path"]).name: row for row in csv_rows(result.stdout)}
+    assert all(rows[f"6000_{i}.webp"]["score"] for i in range(4))
+    assert all("too large to decode in bounded memory" in rows[f"10900_{i}.webp"]["error"] for i in range(4))
+    peak_kib = int(result.stderr.decode().strip().splitlines()[-1])
+    assert peak_kib < 1_500_000, f"peak {peak_kib / 1024:.0f} MiB"
