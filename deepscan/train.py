@@ -66,7 +66,7 @@ class TrainConfig:
     group_pattern: str = GROUP_PATTERN  # files whose names share a match are one group (a video), split together
     patience: int = 10
     seed: int = 1234
-    target_fpr: float | None = None
+    target_fpr: tuple[float, ...] = ()  # one rate for every source, or one per source; (): best balanced accuracy
     augmentation: Augmentation = field(default_factory=Augmentation)
     crop: int | None = None  # train on random crops of this size (fully convolutional archs)
     faces: bool = False  # train on face crops, found as scan --faces finds them
@@ -358,6 +358,9 @@ def train(
     """
     if config.schedule not in SCHEDULES:
         raise DataError(f"unknown schedule {config.schedule!r} (known: {', '.join(SCHEDULES)})")
+    if config.epochs == 0 and not config.init_from:
+        raise DataError("--epochs 0 calibrates and thresholds an existing model: give it with --init-from")
+    source_targets(len(data_dirs), config.target_fpr)  # a wrong count is refused before any work
     shares = source_shares(len(data_dirs), config.source_weights)
     shifts = source_shifts(len(data_dirs), config.source_shifts, config.augmentation.shift)
     out = Path(out)
@@ -375,9 +378,13 @@ def train(
             if abs(auc - 0.5) > 0.15:
                 log(f"warning: in {source.name}, {feature} alone separates real from fake (ROC AUC {auc:.2f})")
     model, spec = build_model(config.arch, config.image_size, any_size=bool(config.crop))
+    started_from = None
     if config.init_from:
-        start_from(model, spec, config.init_from)
-        log(f"starting from the weights of {model_identity(Path(config.init_from))}")
+        started_from = {
+            "model": model_identity(Path(config.init_from)),
+            "training": start_from(model, spec, config.init_from),
+        }
+        log(f"starting from the weights of {started_from['model']}")
     size = spec.image_size
     read, faces_found = None, None
     if config.faces:
@@ -429,7 +436,11 @@ def train(
     steps_per_epoch = -(-train_total // config.batch_size)
     cosine = config.schedule == "cosine"
     steps = steps_per_epoch * config.epochs
-    rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps) if cosine else config.learning_rate
+    rate = (
+        keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
+        if cosine and steps
+        else config.learning_rate
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(rate),
         loss="binary_crossentropy",
@@ -453,15 +464,16 @@ def train(
 
     interrupted = False
     try:
-        model.fit(
-            train_ds,
-            validation_data=pooled_val,
-            epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            class_weight=class_weight,
-            callbacks=callbacks,
-            verbose=0,
-        )
+        if config.epochs:
+            model.fit(
+                train_ds,
+                validation_data=pooled_val,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                class_weight=class_weight,
+                callbacks=callbacks,
+                verbose=0,
+            )
     except INTERRUPTS:
         interrupted = True
         log(f"interrupted: keeping the {'latest' if cosine else 'best'} model so far (continue with --resume)")
@@ -483,7 +495,7 @@ def train(
         "epochs_run": epochs_run,
         "interrupted": interrupted,
         "seed": config.seed,
-        **({"init_from": model_identity(Path(config.init_from))} if config.init_from else {}),
+        **({"init_from": started_from} if started_from else {}),
         "input": "face crops (as scan --faces)" if config.faces else "whole images",
         **({"faces_found": faces_found} if config.faces else {}),
         "config": _jsonable(asdict(config)),
@@ -498,8 +510,11 @@ def train(
     return TrainResult(out, epochs_run, interrupted, evaluation, unreadable, cards)
 
 
-def start_from(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
-    """Load a trained deepscan model's weights into ``model`` (fine-tuning); its architecture and size must match."""
+def start_from(model: keras.Model, spec: ModelSpec, path: str | Path) -> dict[str, Any]:
+    """Load a trained deepscan model's weights into ``model`` (fine-tuning); its architecture and size must match.
+
+    Returns that model's own training record, which the new model keeps (the whole recipe stays in the file).
+    """
     trained = load_model(path)
     if (trained.spec.arch, trained.spec.image_size) != (spec.arch, spec.image_size):
         raise DataError(
@@ -507,10 +522,11 @@ def start_from(model: keras.Model, spec: ModelSpec, path: str | Path) -> None:
             f"this run trains a {spec.arch} network of {spec.image_size} px"
         )
     model.set_weights(trained.keras_model.get_weights())
+    return trained.spec.training
 
 
 def calibrate_on_validation(
-    model: keras.Model, spec: ModelSpec, raw: dict[str, ScoredSet], target_fpr: float | None
+    model: keras.Model, spec: ModelSpec, raw: dict[str, ScoredSet], target_fpr: Sequence[float] = ()
 ) -> tuple[Evaluation, dict[str, Evaluation], dict[str, Any]]:
     """Calibrate a model on its validation scores, each source apart, and choose its threshold (into ``spec``).
 
@@ -554,12 +570,22 @@ def _metrics(card: Evaluation, scored: ScoredSet) -> dict[str, float]:
     }
 
 
-def _threshold(scored: list[ScoredSet], target_fpr: float | None) -> float:
-    """With a target false-positive rate: the lowest threshold meeting it on every source; else the pooled best."""
-    if target_fpr is None:
+def _threshold(scored: list[ScoredSet], target_fpr: Sequence[float]) -> float:
+    """With target false-positive rates: the lowest threshold meeting each source's; else the pooled best."""
+    if not target_fpr:
         pooled = _pooled(scored)
         return choose_threshold(pooled.scores, pooled.labels)
-    return max(choose_threshold(s.scores, s.labels, target_fpr) for s in scored)
+    targets = source_targets(len(scored), target_fpr)
+    return max(choose_threshold(s.scores, s.labels, target) for s, target in zip(scored, targets, strict=True))
+
+
+def source_targets(count: int, targets: Sequence[float]) -> list[float]:
+    """Each of ``count`` sources' target false-positive rate: one for all, or one each."""
+    if len(targets) == 1:
+        return list(targets) * count
+    if len(targets) not in (0, count):
+        raise DataError(f"--target-fpr: give one rate for all, or one per DATA_DIR ({count}), not {list(targets)}")
+    return list(targets)
 
 
 def _pooled(scored: list[ScoredSet]) -> ScoredSet:

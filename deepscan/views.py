@@ -75,7 +75,7 @@ def combine_views(
     margins: Sequence[float | None],
     data_dirs: Sequence[Path],
     out: Path,
-    target_fpr: float | None = None,
+    target_fpr: Sequence[float] = (),
     trained_on: str = "",
     batch_size: int = DEFAULT_BATCH_SIZE,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
@@ -85,7 +85,8 @@ def combine_views(
     ``margins[i]`` frames view i (None: the model's own face margin, else
     the face-mode default). Each folder holds real/ and fake/; each is
     reported apart and pooled, and the threshold meets ``target_fpr`` on
-    every one of them (else it maximises pooled balanced accuracy).
+    every one of them (one rate for all, or one each; none: it maximises
+    pooled balanced accuracy).
     """
     if len(margins) != len(models):
         raise ModelError(f"{len(models)} models but {len(margins)} margins: one per model (None: its own)")
@@ -112,7 +113,7 @@ def combine_views(
             {"model": model_identity(part.path), "margin": margin, "trained_on": part.spec.trained_on}
             for part, margin in zip(parts, views, strict=True)
         ],
-        "target_fpr": target_fpr,
+        "target_fpr": list(target_fpr),
         **figures,
     }
     save_model(model, spec, out)

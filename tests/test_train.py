@@ -198,7 +198,7 @@ def test_train_command_end_to_end(cli, data: Path, tmp_path: Path):
     assert "epoch 1:" in stderr and "skipped unreadable file" in stderr and f"saved {out}" in stderr
     assert "file_size alone separates real from fake" in stderr  # the test set's own shortcut
     spec = read_spec(out)
-    assert spec.training["config"]["target_fpr"] == 0.2 and spec.training["data"][data.name]["val"]["fake"] == 5
+    assert spec.training["config"]["target_fpr"] == [0.2] and spec.training["data"][data.name]["val"]["fake"] == 5
     assert spec.arch == "compact" and spec.training["config"]["schedule"] == "plateau"
     code, _, stderr = cli("train", data, "--out", tmp_path / "x.keras", "--arch", "transformer")
     assert code == ExitCode.USAGE and "transformer" in stderr
@@ -405,7 +405,10 @@ def test_training_can_start_from_a_trained_model(trained: Path, data: Path, tmp_
         if b.path.endswith("kernel") and not b.path.startswith("p_fake")
     ]
     assert len(kernels) > 5 and all(np.array_equal(b, a) for b, a in kernels)
-    assert read_spec(out).training["init_from"] == model_identity(trained)
+    assert read_spec(out).training["init_from"] == {
+        "model": model_identity(trained),
+        "training": read_spec(trained).training,
+    }
     config.image_size = SIZE * 2
     with pytest.raises(DataError, match="--init-from"):
         train([data], tmp_path / "other.keras", config, log=lambda line: None)
@@ -423,3 +426,26 @@ def test_evaluate_plot_without_matplotlib_stops_before_scoring(cli, data: Path, 
     monkeypatch.setattr(deepscan.job.ScanJob, "run", lambda *a, **k: pytest.fail("scored before refusing --plot"))
     code, _, err = cli("evaluate", data, "--model", trained, "--plot", "card.png")
     assert code == ExitCode.USAGE and "--plot needs matplotlib" in err
+
+
+def test_each_source_its_own_false_positive_target_and_epochs_0_only_rethresholds(trained: Path, data: Path, tmp_path):
+    """--target-fpr once per source (photos strict, faces looser); --epochs 0 with --init-from trains nothing."""
+    from deepscan.model import load_model
+
+    second = make_dataset(tmp_path / "second", per_class=8, seed=4)
+    config = TrainConfig(arch="compact", image_size=SIZE, epochs=0, batch_size=8, augmentation=FAST)
+    config.init_from, config.target_fpr = str(trained), (0.0, 0.5)
+    out = tmp_path / "rethresholded.keras"
+    result = train([data, second], out, config, log=lambda line: None)
+    assert result.sources[data.name].false_positive_rate == 0.0  # its own target binds
+    assert result.sources[data.name].threshold == read_spec(out).threshold == result.evaluation.threshold
+    assert read_spec(out).training["epochs_run"] == 0
+    before, after = load_model(trained).keras_model, load_model(out).keras_model
+    kernels = [(b, a) for b, a in zip(before.weights, after.weights, strict=True) if not b.path.startswith("p_fake")]
+    assert all(np.array_equal(b.numpy(), a.numpy()) for b, a in kernels)  # nothing trained
+    config.target_fpr = (0.1, 0.1, 0.1)
+    with pytest.raises(DataError, match="one per DATA_DIR"):
+        train([data, second], tmp_path / "bad.keras", config, log=lambda line: None)
+    config.init_from, config.target_fpr = "", (0.1,)
+    with pytest.raises(DataError, match="--init-from"):
+        train([data], tmp_path / "bad.keras", config, log=lambda line: None)

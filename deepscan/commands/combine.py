@@ -82,7 +82,7 @@ def combine_command(
         margins or [None] * len(views),
         data_dirs,
         out,
-        target_fpr,
+        tuple(target_fpr or ()),
         trained_on,
         batch_size,
         log=lambda line: console.print(line, markup=False, soft_wrap=True),

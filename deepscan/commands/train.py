@@ -108,7 +108,13 @@ def train_command(
         typer.Option(help="Cache decoded images in this file instead of memory (large sets).", rich_help_panel=DATA),
     ] = None,
     epochs: Annotated[
-        int, typer.Option(min=1, help="Epochs to run (at most, with --schedule plateau).", rich_help_panel=LOOP)
+        int,
+        typer.Option(
+            min=0,
+            help="Epochs to run (at most, with --schedule plateau); 0 with --init-from: only calibrate that model "
+            "and choose its threshold on these sources' validation sets.",
+            rich_help_panel=LOOP,
+        ),
     ] = 24,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.", rich_help_panel=LOOP)] = 32,
     lr: Annotated[
@@ -207,7 +213,7 @@ def train_command(
         source_shifts=tuple(source_shift or ()),
         patience=patience,
         seed=seed,
-        target_fpr=target_fpr,
+        target_fpr=tuple(target_fpr or ()),
         crop=crop,
         faces=faces,
         face_margin=face_margin,
