@@ -175,10 +175,8 @@ def flagged_share(card: Evaluation, truth: str, rate: str) -> str:
     if not total:
         return "-"
     share = f"{card.confusion[truth]['fake']}/{total} {getattr(card, rate):.1%}"
-    if rate not in card.intervals:
-        return share
-    low, high = card.intervals[rate]
-    return f"{share}\n({low:.1%}-{high:.1%})"
+    interval = _interval(card, rate, ".1%")
+    return f"{share}\n{interval}" if interval else share
 
 
 def render_misclassified(wrong: list[tuple[str, str, float]], console: Console) -> None:
@@ -208,11 +206,16 @@ def with_interval(card: Evaluation, metric: str, gap: str = " ") -> str:
     figure = getattr(card, metric)
     if math.isnan(figure):
         return "-"
-    value = f"{figure:.4f}"
+    interval = _interval(card, metric, ".3f")
+    return f"{figure:.4f}{gap}{interval}" if interval else f"{figure:.4f}"
+
+
+def _interval(card: Evaluation, metric: str, spec: str) -> str:
+    """'(low-high)' of a figure's 95% interval in format ``spec``; '' without one."""
     if metric not in card.intervals:
-        return value
+        return ""
     low, high = card.intervals[metric]
-    return f"{value}{gap}({low:.3f}-{high:.3f})"
+    return f"({low:{spec}}-{high:{spec}})"
 
 
 def render_card(card: Evaluation, console: Console, title: str) -> None:
