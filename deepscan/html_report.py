@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from deepscan.errors import OutputError
 from deepscan.evidence import EVIDENCE_COLUMN, evidence_text
+from deepscan.files import umask
 from deepscan.pipeline import ImageError, open_image
 from deepscan.record import Record
 from deepscan.report import atomic_file, report_files, resolved
@@ -150,6 +151,7 @@ def write_html(
     assets = thumbnail_folder(target)
     try:  # a fresh folder, renamed into place at the end: nothing planted in the old one is ever written through
         fresh = Path(tempfile.mkdtemp(dir=assets.parent, prefix=f".{assets.name}."))
+        fresh.chmod(0o777 & ~umask())  # as an ordinary new folder, not mkdtemp's 0700: a web server may serve it
     except OSError as err:
         raise OutputError(f"cannot write the thumbnails beside {target}: {err.strerror or err}") from None
     try:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepscan import __version__
 from deepscan.errors import ModelError
-from deepscan.files import file_digest, unreadable_reason
+from deepscan.files import file_digest, umask, unreadable_reason
 from deepscan.runtime import tensorflow
 
 if TYPE_CHECKING:
@@ -294,9 +294,7 @@ def fresh_file(beside: Path, suffix: str = ".keras") -> Path:
     """A new, empty file of our own beside ``beside`` (mkstemp: no name a planted link could claim first)."""
     handle, name = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.stem}.", suffix=suffix)
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+    os.chmod(name, 0o666 & ~umask())  # as an ordinary new file, not mkstemp's 0600
     return Path(name)
 
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from deepscan.errors import INTERRUPTS, OutputError
 from deepscan.evidence import EVIDENCE_COLUMN, evidence_text
+from deepscan.files import umask
 from deepscan.record import BASE_COLUMNS, FACE_COLUMNS, MODEL_COLUMN, Record, format_score
 
 
@@ -339,7 +340,7 @@ def _commit(handle: IO[str], target: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
-        os.chmod(handle.name, 0o666 & ~_umask())
+        os.chmod(handle.name, 0o666 & ~umask())
         os.replace(handle.name, target)
     except OSError as err:  # a full or read-only disk: keep what was there, leave no temporary file
         with contextlib.suppress(OSError):
@@ -347,12 +348,6 @@ def _commit(handle: IO[str], target: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(handle.name)
         raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_atomically(target: Path, text: str) -> None:

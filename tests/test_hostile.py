@@ -21,6 +21,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from deepscan.errors import ExitCode, ModelError
+from deepscan.files import umask
 from deepscan.job import ScanSettings, scan
 from deepscan.model import SPEC_MEMBER, read_spec
 from deepscan.pipeline import DecodeBudget
@@ -475,6 +476,7 @@ def test_thumbnails_go_to_a_fresh_folder_never_through_a_planted_link(tmp_path: 
     assert deepscan("scan", folder, "--model", tiny_model, "-q", "--html", page, "-o", "-").returncode == 0
     assert victim.read_bytes() == b"precious" and not (assets / "000000.jpg").is_symlink()
     assert sorted(p.name for p in assets.iterdir()) == ["000000.jpg", "000001.jpg", "000002.jpg"]  # no old one
+    assert assets.stat().st_mode & 0o777 == 0o777 & ~umask()  # an ordinary folder, as a web server expects
     shutil.rmtree(assets)
     assets.symlink_to(victim_folder, target_is_directory=True)  # the whole folder planted
     assert deepscan("scan", folder, "--model", tiny_model, "-q", "--html", page, "-o", "-").returncode == 0
@@ -497,13 +499,7 @@ def test_a_model_is_saved_through_a_fresh_file_never_a_planted_link(tmp_path: Pa
     save_model(detector.keras_model, detector.spec, tmp_path / "m.keras")
     assert victim.read_text() == "precious" and read_spec(tmp_path / "m.keras") == detector.spec
     assert sorted(p.name for p in tmp_path.iterdir()) == [".m.tmp.keras", "m.keras", "victim.txt"]
-    assert (tmp_path / "m.keras").stat().st_mode & 0o777 == 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    assert (tmp_path / "m.keras").stat().st_mode & 0o777 == 0o666 & ~umask()
 
 
 def test_csv_safe_shows_formula_like_names_as_text_and_the_default_keeps_them_exact(tmp_path: Path, tiny_model: Path):
