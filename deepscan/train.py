@@ -480,7 +480,7 @@ def train(
         if not kept_weights.exists():
             raise
         model.load_weights(kept_weights)
-    epochs_run = _epochs_logged(out)
+    epochs_run = _epochs_logged(out) if config.epochs else 0  # no fit: an old history beside it says nothing
 
     # The images as trained on (whole, or face crops), each source apart.
     raw = {
