@@ -45,9 +45,9 @@ def _register_optional_decoders() -> None:
 
 # Formats Pillow decodes only with a plugin: their extensions always count as images, so a folder of iPhone
 # photos without the plugin gives rows that say what to install, not "no image found".
-PLUGIN_FORMATS = {
+PLUGIN_FORMATS = {  # Pillow's format name: extensions, the plugin that registers it
     "HEIF": ((".heic", ".heif", ".hif"), "pillow-heif (pip install 'deepscan-audit[heif]')"),
-    "JPEG XL": ((".jxl",), "pillow-jxl-plugin (pip install pillow-jxl-plugin)"),
+    "JXL": ((".jxl",), "pillow-jxl-plugin (pip install pillow-jxl-plugin)"),
 }
 
 
@@ -66,8 +66,10 @@ def _plugin_needed(head: bytes) -> str | None:
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
         kind = "HEIF"
     elif head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
-        kind = "JPEG XL"
+        kind = "JXL"
     else:
+        return None
+    if kind in Image.OPEN:  # the plugin is there: the file itself is broken
         return None
     return f"a {kind} image: decoding it needs the plugin {PLUGIN_FORMATS[kind][1]}"
 
