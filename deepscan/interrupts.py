@@ -44,3 +44,18 @@ def raise_if_swallowed() -> None:
     """
     if _received:
         _raise(_received[-1], None)
+
+
+@contextmanager
+def signals_win() -> Iterator[None]:
+    """An error raised after Ctrl-C or SIGTERM arrived is the signal's doing: raise the signal instead.
+
+    A signal can land inside a library's own work (TensorFlow half imported, a
+    tf.data iterator torn down) and come out as that library's error; the
+    user asked to stop, so the run stops as interrupted and keeps its rows.
+    """
+    try:
+        yield
+    except Exception:
+        raise_if_swallowed()
+        raise

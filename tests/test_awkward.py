@@ -223,3 +223,19 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path: Path
     assert first.wait(timeout=120) == ExitCode.OK
     assert resumed.read_text() == whole.read_text()
     assert len(whole.read_text().splitlines()) == 1 + 400
+
+
+def test_an_error_a_signal_caused_inside_a_library_stops_the_scan_as_the_signal():
+    """SIGTERM landing inside TensorFlow's own work can come out as TensorFlow's error: the scan sees the signal."""
+
+    def library_call() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises Terminated here...
+        except BaseException as err:
+            raise RuntimeError("iterator torn down") from err  # ...and the library turns it into its own error
+
+    with interrupts.raised(), pytest.raises(Terminated), interrupts.signals_win():
+        library_call()
+    with interrupts.raised(), pytest.raises(RuntimeError), interrupts.signals_win():  # no signal: the error stays
+        raise RuntimeError("a real failure")

@@ -239,7 +239,7 @@ def test_rows_kept_by_resume_are_safe_from_the_first_moment(tmp_path: Path, tiny
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == ExitCode.TERMINATED
+    assert process.wait(timeout=60) == ExitCode.TERMINATED, process.stderr.read()
     assert set(report.read_text().splitlines()) >= set(kept)
 
 

@@ -32,7 +32,7 @@ from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
 from deepscan.explain import explainer
 from deepscan.html_report import EntryStore, entries_from_records, thumbnail_folder, write_html
-from deepscan.interrupts import raise_if_swallowed
+from deepscan.interrupts import raise_if_swallowed, signals_win
 from deepscan.job import EXTRA_COLUMNS, ScanJob, ScannedFile, ScanSettings, local_scorer, resume_marker
 from deepscan.ray_scorer import STALL_SECONDS, ray_backend
 from deepscan.report import (
@@ -288,16 +288,17 @@ def scan_command(
             opened = open_report(out, fmt, columns, interrupted_to=interrupted_to, spreadsheet_safe=csv_safe)
             with opened as report, progress:
                 try:
-                    for files in job.run(images):
-                        for scanned in files:
-                            _write(report, scanned, summary)
-                        if store is not None:
-                            for entry in entries_from_records(files):
-                                store.add(entry)
-                        report.flush()
-                        progress.advance(task, len(files))
-                        raise_if_swallowed()
-                    raise_if_swallowed()  # before the report is renamed into place as complete
+                    with signals_win():
+                        for files in job.run(images):
+                            for scanned in files:
+                                _write(report, scanned, summary)
+                            if store is not None:
+                                for entry in entries_from_records(files):
+                                    store.add(entry)
+                            report.flush()
+                            progress.advance(task, len(files))
+                            raise_if_swallowed()
+                        raise_if_swallowed()  # before the report is renamed into place as complete
                 except INTERRUPTS:
                     for scanned in job.unfinished_kept():  # rows kept from the report are never lost
                         _write(report, scanned, summary)
