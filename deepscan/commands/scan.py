@@ -353,14 +353,17 @@ def _refuse_clashing_outputs(outputs: dict[str, Path | None], images: list[str])
             found = os.stat(path)
             identities[(found.st_dev, found.st_ino)] = option
     folders = [(real[option] + os.sep, option) for option in named if option in ("--save-crops", "--html's folder")]
+    if not identities and not folders:
+        return  # no existing output file and no output folder: nothing a scanned file could be
     for image in images:
         with contextlib.suppress(OSError, ValueError):
             found = os.stat(image)
             option = identities.get((found.st_dev, found.st_ino))
             if option is not None:
                 raise OutputError(f"{option} {named[option]} is one of the files being scanned: choose another path")
+        where = os.path.realpath(image) if folders else ""
         for folder, option in folders:
-            if os.path.realpath(image).startswith(folder):
+            if where.startswith(folder):
                 raise OutputError(
                     f"{option} {named[option]} holds a file being scanned ({image}): choose another folder"
                 )
