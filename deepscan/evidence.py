@@ -35,9 +35,10 @@ from PIL import Image
 
 from deepscan.files import open_regular
 
-MAX_FILE_BYTES = 256 << 20  # metadata is looked for in at most this much of a file
+MAX_FILE_BYTES = 64 << 20  # metadata is looked for in at most this much of a file
+MAX_JPEG_METADATA_BYTES = 16 << 20  # a JPEG's segments before its image data; C2PA reading costs about 2.5x this
 MAX_XMP_BYTES = 4 << 20
-MAX_TEXT_BYTES = 8 << 20  # one PNG text chunk, inflated
+MAX_TEXT_BYTES = 8 << 20  # a PNG's compressed text chunks, inflated, in all
 
 AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
 # The IPTC Digital Source Type vocabulary (cv.iptc.org/newscodes/digitalsourcetype), for people.
@@ -81,7 +82,7 @@ _XMP_FIELD = (
 class Evidence:
     """One thing a file's metadata says, in a short machine-readable form."""
 
-    source: str  # "c2pa", "xmp", "png", "exif"
+    source: str  # "c2pa", "xmp", "png", "exif"; "jpeg" for metadata too large to read
     detail: str  # a digital source type, a text chunk's key, "Software", "unreadable"...
     tool: str = ""  # what wrote it, when known
     declares_ai: bool = False  # the file says it was made by generative AI
@@ -118,17 +119,24 @@ def read_evidence(path: str) -> list[Evidence]:
 
 
 def evidence_in(data: bytes) -> list[Evidence]:
-    """The evidence in a file's bytes: markers are looked for first, parsers run only where one is found."""
-    header = data[: _jpeg_header_end(data)] if data.startswith(b"\xff\xd8") else data
+    """The evidence in a file's bytes: markers are looked for first, parsers run only where one is found.
+
+    In a JPEG, only its metadata segments (before the image data) are searched, and segments
+    over MAX_JPEG_METADATA_BYTES in all are not read: one item says so.
+    """
+    header_end = _jpeg_header_end(data) if data.startswith(b"\xff\xd8") else len(data)
+    if header_end > MAX_JPEG_METADATA_BYTES:
+        limit = MAX_JPEG_METADATA_BYTES >> 20
+        return [Evidence("jpeg", "unreadable", status=f"over {limit} MiB of metadata segments: not read")]
     found: list[Evidence] = []
-    if b"c2pa" in header:
+    if data.find(b"c2pa", 0, header_end) != -1:
         found += _c2pa(data)
     if data.startswith(PNG_SIGNATURE):
         found += _png_text(data)
-    if XMP_OPEN in header:
-        for packet in xmp_packets(header):
+    if data.find(XMP_OPEN, 0, header_end) != -1:
+        for packet in xmp_packets(data, header_end):
             found += _xmp(packet)
-    if b"Exif" in header or data[:4] in (b"II*\0", b"MM\0*"):
+    if data.find(b"Exif", 0, header_end) != -1 or data[:4] in (b"II*\0", b"MM\0*"):
         found += _exif(data)
     return list(dict.fromkeys(found))
 
@@ -244,23 +252,24 @@ def _source_type(value: str) -> str:
 # --- XMP ---------------------------------------------------------------------
 
 
-def xmp_packets(data: bytes) -> Iterator[bytes]:
-    """Each <x:xmpmeta>...</x:xmpmeta> of at most MAX_XMP_BYTES, found with bytes.find in one pass.
+def xmp_packets(data: bytes, stop: int | None = None) -> Iterator[bytes]:
+    """Each <x:xmpmeta>...</x:xmpmeta> of at most MAX_XMP_BYTES before ``stop``, found with bytes.find in one pass.
 
     A regular expression rescanned megabytes from every unclosed opening
     tag; here each closing tag is looked for once, whatever the openings.
     """
-    start, end = data.find(XMP_OPEN), -1
+    stop = len(data) if stop is None else stop
+    start, end = data.find(XMP_OPEN, 0, stop), -1
     while start != -1:
         if end < start:
-            end = data.find(XMP_CLOSE, start)
+            end = data.find(XMP_CLOSE, start, stop)
             if end == -1:
                 return
         if end - start <= MAX_XMP_BYTES:
             yield data[start : end + len(XMP_CLOSE)]
-            start = data.find(XMP_OPEN, end)
+            start = data.find(XMP_OPEN, end, stop)
         else:
-            start = data.find(XMP_OPEN, start + 1)
+            start = data.find(XMP_OPEN, start + 1, stop)
 
 
 def _xmp(packet: bytes) -> list[Evidence]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -373,3 +375,30 @@ def test_a_damaged_c2pa_store_is_reported_only_a_missing_one_is_silent(monkeypat
     assert damaged.detail == "unreadable" and "not found" in damaged.status
     monkeypatch.setattr(c2pa, "Reader", reader(c2pa.C2paError.ManifestNotFound("no JUMBF data found")))
     assert evidence_in(data) == []
+
+
+def test_a_jpeg_with_more_metadata_than_the_limit_says_so_in_bounded_memory(tmp_path: Path):
+    """200 MB of APP11 segments that look like a C2PA store took 0.9 GB to read (1.9 GB in a scan); past 16 MiB of
+    metadata segments the reader now says it did not read them. Measured in a child process (VmHWM, its own peak)."""
+    body = b"c2pa" + b"x" * 65_525
+    segment = b"\xff\xeb" + (len(body) + 2).to_bytes(2, "big") + body
+    image = jpeg_bytes()
+    path = tmp_path / "bloated.jpg"
+    path.write_bytes(image[:2] + segment * 3_200 + image[2:])  # 210 MB
+    code = (
+        "import re, sys; from deepscan.evidence import read_evidence\n"
+        "print([item.text for item in read_evidence(sys.argv[1])])\n"
+        "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    items, peak_kib = result.stdout.splitlines()
+    assert items == "['jpeg:unreadable (over 16 MiB of metadata segments: not read)']"
+    assert int(peak_kib) < 300_000  # the 64 MiB read of the file, not the file's size several times over
+
+    just_under = tmp_path / "under.jpg"  # 15 MiB of segments, then an XMP declaration: still read
+    xmp = f'<x:xmpmeta><rdf:Description Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/></x:xmpmeta>'
+    app1 = b"http://ns.adobe.com/xap/1.0/\0" + xmp.encode()
+    just_under.write_bytes(
+        image[:2] + segment * 240 + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + image[2:]
+    )
+    assert [item.declares_ai for item in read_evidence(str(just_under))] == [True]
