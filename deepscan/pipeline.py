@@ -195,7 +195,7 @@ def _decode(handle: BinaryIO, draft: tuple[int, int], finish: Callable[[Image.Im
                         f"(limit {MAX_DECODE_BYTES >> 20} MiB)"
                     )
                 with DECODE_BUDGET.share(cost):
-                    image = _reduced(image, draft)
+                    image = _reduced(_to_8_bits(image) if image.mode in HIGH_BIT_MODES else image, draft)
                     if orientation in TRANSPOSITIONS:
                         image = image.transpose(TRANSPOSITIONS[orientation])
                     return finish(_to_rgb(image), (width, height))
@@ -243,8 +243,6 @@ def _reduced(image: Image.Image, draft: tuple[int, int]) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        image = _to_8_bits(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa"):
@@ -258,29 +256,33 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-ROWS_AT_ONCE = 512  # high-bit-depth pixels are scaled a band of rows at a time: no full-size float copy
+ROWS_AT_ONCE = 512  # high-bit-depth pixels are read and scaled a band of rows at a time: no full-size copy
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def _to_8_bits(image: Image.Image) -> Image.Image:
     """16-bit, 32-bit and float greyscale as 8-bit grey: 16-bit over its full range, the others over the values
     they hold (a float image in 0..1 or 0..4000, an int image of any range), never clipped to white or black."""
-    values = np.asarray(image)
-    bands = range(0, values.shape[0], ROWS_AT_ONCE)
+    width, height = image.size
+
+    def bands() -> Iterator[tuple[int, np.ndarray]]:
+        for top in range(0, height, ROWS_AT_ONCE):
+            yield top, np.asarray(image.crop((0, top, width, min(top + ROWS_AT_ONCE, height))))
+
     if image.mode.startswith("I;16"):
         low, high = 0.0, 65535.0
     else:
         low, high = np.inf, -np.inf
-        for i in bands:
-            band = values[i : i + ROWS_AT_ONCE]
+        for _, band in bands():
             band = band[np.isfinite(band)]
             if band.size:
                 low, high = min(low, float(band.min())), max(high, float(band.max()))
         low, high = (low, high) if low <= high else (0.0, 0.0)
     scale = 255.0 / (high - low) if high > low else 0.0
-    grey = np.empty(values.shape, np.uint8)
-    for i in bands:
-        band = np.nan_to_num(values[i : i + ROWS_AT_ONCE].astype(np.float32), nan=low, posinf=high, neginf=low)
-        grey[i : i + ROWS_AT_ONCE] = np.clip((band - low) * scale, 0, 255)
+    grey = np.empty((height, width), np.uint8)
+    for top, band in bands():
+        band = np.nan_to_num(band.astype(np.float32), nan=low, posinf=high, neginf=low)
+        grey[top : top + ROWS_AT_ONCE] = np.clip((band - low) * scale, 0, 255)
     return Image.fromarray(grey, "L")
 
 

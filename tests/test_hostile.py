@@ -17,6 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
@@ -542,10 +543,12 @@ def test_a_report_with_a_giant_row_is_refused_in_one_line(tmp_path: Path, fmt: s
     assert int(lines[-1]) < 1_000_000  # KiB: well under the gigabytes it took
 
 
-def test_eight_huge_lossless_webps_scan_in_bounded_memory(tmp_path: Path):
+def test_huge_images_scan_in_bounded_memory(tmp_path: Path):
     """Eight 40-byte WebPs of 10,900 x 10,900 pixels peaked at 2.5 GB: Pillow alone needs 1.8 GB for one, so such
     a file is now an error row naming the limit, and smaller ones (6,000 x 6,000, 0.55 GB each to decode) are
-    scored one at a time. Measured in a child process as a user's scan runs, with the packaged model."""
+    scored one at a time. A 1 MB 16-bit PNG of 10,950 x 10,950 took 2.4 GB (full-size float and RGB copies) and
+    100 MB of JPEG metadata 1.1 GB: both are scored now. Measured in a child process as a user's scan runs,
+    with the packaged model."""
     folder = tmp_path / "huge"
     folder.mkdir()
     for side in (10_900, 6_000):
@@ -556,6 +559,14 @@ def test_eight_huge_lossless_webps_scan_in_bounded_memory(tmp_path: Path):
         del image
         for index in range(4):
             (folder / f"{side}_{index}.webp").write_bytes(buffer.getvalue())
+    side = 10_950
+    ramp = (np.arange(side, dtype=np.uint32) * 6).astype("<u2")
+    Image.frombytes("I;16", (side, side), np.broadcast_to(ramp, (side, side)).tobytes()).save(folder / "deep.png")
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(jpeg, "JPEG")
+    body = b"c2pa" + b"x" * 65_525
+    segment = b"\xff\xeb" + (len(body) + 2).to_bytes(2, "big") + body
+    (folder / "bloated.jpg").write_bytes(jpeg.getvalue()[:2] + segment * 1_600 + jpeg.getvalue()[2:])
     code = (
         "import re, sys; from deepscan.cli import main; sys.argv = ['deepscan', 'scan', sys.argv[1], '-q']\n"
         "try:\n    main()\nexcept SystemExit:\n"
@@ -565,6 +576,7 @@ def test_eight_huge_lossless_webps_scan_in_bounded_memory(tmp_path: Path):
     assert result.returncode == ExitCode.UNREADABLE, result.stderr
     rows = {Path(row["path"]).name: row for row in csv_rows(result.stdout)}
     assert all(rows[f"6000_{i}.webp"]["score"] for i in range(4))
+    assert rows["deep.png"]["score"] and rows["bloated.jpg"]["score"] and "16 MiB" in rows["bloated.jpg"]["evidence"]
     assert all("too large to decode in bounded memory" in rows[f"10900_{i}.webp"]["error"] for i in range(4))
     peak_kib = int(result.stderr.decode().strip().splitlines()[-1])
     assert peak_kib < 1_500_000, f"peak {peak_kib / 1024:.0f} MiB"
