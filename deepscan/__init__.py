@@ -11,21 +11,33 @@ __version__ = "0.1.0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from deepscan.discovery import find_images
-from deepscan.faces import FaceSettings
-from deepscan.job import ScanJob, ScanSettings, scan
-from deepscan.model import Detector, ModelSpec, load_model
-from deepscan.record import Record
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "Detector",
-    "FaceSettings",
-    "ModelSpec",
-    "Record",
-    "ScanJob",
-    "ScanSettings",
-    "__version__",
-    "find_images",
-    "load_model",
-    "scan",
-]
+if TYPE_CHECKING:  # the names for type checkers and editors; at run time __getattr__ imports them
+    from deepscan.discovery import find_images  # noqa: F401
+    from deepscan.faces import FaceSettings  # noqa: F401
+    from deepscan.job import ScanJob, ScanSettings, scan  # noqa: F401
+    from deepscan.model import Detector, ModelSpec, load_model  # noqa: F401
+    from deepscan.record import Record  # noqa: F401
+
+# The public names and their modules: imported on first use, so `deepscan --help` stays instant.
+_EXPORTS = {
+    "Detector": "model",
+    "FaceSettings": "faces",
+    "ModelSpec": "model",
+    "Record": "record",
+    "ScanJob": "job",
+    "ScanSettings": "job",
+    "find_images": "discovery",
+    "load_model": "model",
+    "scan": "job",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'deepscan' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"deepscan.{_EXPORTS[name]}"), name)

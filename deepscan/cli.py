@@ -7,6 +7,7 @@ to fix is one line on stderr and a documented exit code, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -14,9 +15,12 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any
 
+import click
 import typer
+import typer.main
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.models import CommandInfo
 
 from deepscan import __version__, interrupts
 from deepscan.errors import DeepscanError, ExitCode, OutputClosed, Terminated
@@ -47,12 +51,48 @@ class PlainHelp:
         return params
 
 
+# Each command: its module in deepscan.commands, its function, the line `deepscan --help` lists it with, and
+# whether it ends with the exit codes. A command's module (and what it imports: numpy, Pillow, TensorFlow)
+# is imported only when that command runs or shows its help, so `deepscan --help` and `-V` start at once.
+COMMANDS = {
+    "scan": ("scan", "scan_command", "Score images as real or fake: one row per file (per face with --faces).", True),
+    "train": ("train", "train_command", "Train a real/fake model and choose its threshold.", False),
+    "combine": ("combine", "combine_command", "Combine trained models into one face model of several views.", False),
+    "evaluate": ("evaluate", "evaluate_command", "Measure a model on labelled folders, each source apart.", False),
+    "info": ("info", "info_command", "Show a model's input, threshold, training recipe and device.", False),
+    "inspect": ("inspect", "inspect_command", "Show what files' metadata says about their origin.", False),
+    "report": ("report", "report_command", "Build an HTML report from a CSV or JSON Lines report.", False),
+}
+
+
 class DeepscanGroup(PlainHelp, TyperGroup):
-    """Turns usage errors, deepscan errors and interrupts into one line and an exit code."""
+    """Loads each command on first use; turns usage errors, deepscan errors and interrupts into one line and an
+    exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        if name not in self.commands:
+            if self.listing:  # the group's help lists the commands: their line is enough
+                return click.Command(name, short_help=COMMANDS[name][2])
+            self.commands[name] = _load_command(name)
+        return self.commands[name]
+
+    listing = False
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra["standalone_mode"] = False
-        args = _hoisted(list(sys.argv[1:] if args is None else args), set(self.commands))
+        args = _hoisted(list(sys.argv[1:] if args is None else args), set(COMMANDS))
         try:
             with interrupts.raised():
                 code = super().main(args, prog_name or "deepscan", **extra)
@@ -142,7 +182,7 @@ class LogLevel(str, Enum):
 def main_options(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what happens (same as --log-level info).")
@@ -162,19 +202,17 @@ def main_options(
     logger.propagate = False
 
 
-def _register_commands() -> None:
-    from deepscan.commands import combine, evaluate, info, inspect, report, scan, train
-
-    app.command("scan", cls=DeepscanCommand, epilog=EXIT_CODES_HELP)(scan.scan_command)
-    app.command("train", cls=DeepscanCommand)(train.train_command)
-    app.command("combine", cls=DeepscanCommand)(combine.combine_command)
-    app.command("evaluate", cls=DeepscanCommand)(evaluate.evaluate_command)
-    app.command("info", cls=DeepscanCommand)(info.info_command)
-    app.command("inspect", cls=DeepscanCommand)(inspect.inspect_command)
-    app.command("report", cls=DeepscanCommand)(report.report_command)
-
-
-_register_commands()
+def _load_command(name: str) -> click.Command:
+    """The Click command Typer makes of a command's function, its module imported now."""
+    module, function, short_help, exit_codes = COMMANDS[name]
+    info = CommandInfo(
+        name=name,
+        cls=DeepscanCommand,
+        callback=getattr(importlib.import_module(f"deepscan.commands.{module}"), function),
+        short_help=short_help,
+        epilog=EXIT_CODES_HELP if exit_codes else None,
+    )
+    return typer.main.get_command_from_info(info, pretty_exceptions_short=True, rich_markup_mode="markdown")
 
 
 def main() -> None:
