@@ -98,9 +98,10 @@ Backend = Callable[[ScanSettings, list[ScanModel]], Scorer]
 
 @dataclass
 class ScannedFile:
-    """A file's finished records: one, or one per face."""
+    """A file's finished records: one, or one per face; ``origin`` says where they came from."""
 
     records: list[Record]
+    origin: str = "scanned"  # "scanned" now (or found unreadable), "cache", or "resumed" from the report
 
     @property
     def path(self) -> str:
@@ -121,6 +122,7 @@ class _Entry:
     path: str
     known: list[Record] | None  # from the resumed report or the cache; None: left to the scorer
     digest: str | None = None  # of the bytes handed to the scorer, when the cache hashed them
+    origin: str = "scanned"
 
 
 @dataclass
@@ -232,7 +234,7 @@ class ScanJob:
         """What is known of a file already, or what the scorer must read."""
         kept = self.previous.get(path)
         if kept is not None:
-            return _Entry(path, kept), None
+            return _Entry(path, kept, origin="resumed"), None
         reason = unreadable_reason(path)  # missing and special files need no decoding and no model
         if reason is not None:
             return self._unreadable(path, reason), None
@@ -245,7 +247,7 @@ class ScanJob:
         digest = hashlib.sha256(data).hexdigest()
         hit = self.cache.lookup(path, digest)
         if hit is not None:
-            return _Entry(path, hit, digest), None
+            return _Entry(path, hit, digest, "cache"), None
         return _Entry(path, None, digest), Source(path, data)
 
     def _unreadable(self, path: str, reason: str) -> _Entry:
@@ -257,17 +259,18 @@ class ScanJob:
         while queue and (until_empty or queue[0].known is not None):
             entry = queue.popleft()
             assert entry.known is not None
-            files.append(self._finish(entry.known, entry.digest))
+            files.append(self._finish(entry.known, entry.digest, entry.origin))
         return files
 
     def unfinished_kept(self) -> list[ScannedFile]:
         """The resumed report's files not yielded yet: an interrupted run writes them too, so none is lost."""
-        return [self._finish(records, None) for path, records in self.previous.items() if path not in self._finished]
+        previous = self.previous.items()
+        return [self._finish(records, None, "resumed") for path, records in previous if path not in self._finished]
 
-    def _finish(self, records: list[Record], digest: str | None) -> ScannedFile:
+    def _finish(self, records: list[Record], digest: str | None, origin: str = "scanned") -> ScannedFile:
         columns = self._columns(records[0].path, digest)
         self._finished.add(records[0].path)
-        return ScannedFile([self.verdict(replace(record, columns=columns)) for record in records])
+        return ScannedFile([self.verdict(replace(record, columns=columns)) for record in records], origin)
 
     def _columns(self, path: str, digest: str | None) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -48,6 +48,7 @@ class Summary:
     evidence: Counter[str] = field(default_factory=Counter)  # files by kind of metadata evidence
     faces: int = 0  # face mode: faces scored
     files_without_faces: int = 0  # face mode: readable files scored whole for want of a face
+    known: Counter[str] = field(default_factory=Counter)  # files not scored now: "resumed", "cache"
     failures: list[tuple[str, str]] = field(default_factory=list)  # the first few (path, error)
     device: str | None = None  # where the models ran; None when none had to be loaded
     destination: str | None = None  # the report file, once written
@@ -59,12 +60,15 @@ class Summary:
     def done(self) -> int:
         return self.scored + self.errors
 
-    def add(self, verdict: Record, faces: int = 0) -> None:
-        """Count a file by the record that decides it; ``faces``: how many of its faces were scored.
+    def add(self, verdict: Record, faces: int = 0, origin: str = "scanned") -> None:
+        """Count a file by the record that decides it; ``faces``: how many of its faces were scored; ``origin``:
+        "scanned" now, or known from the "cache" or the "resumed" report.
 
         A file declared AI-made by its metadata counts as fake even when it could not be scored.
         """
         self.elapsed = time.perf_counter() - self.started
+        if origin != "scanned":
+            self.known[origin] += 1
         self.fake += verdict.label == "fake"
         self.real += verdict.label == "real"
         self._count_evidence(verdict.columns.get(EVIDENCE_COLUMN) or [])
@@ -106,6 +110,8 @@ class Summary:
             "real": self.real,
             "fake": self.fake,
             "errors": self.errors,
+            "carried_over": self.known["resumed"],
+            "from_cache": self.known["cache"],
             **(face_counts if self.faces_mode else {}),
             "evidence": dict(sorted(self.evidence.items())),
             "threshold": self.models[0].threshold,
@@ -134,14 +140,25 @@ class Summary:
         if self.faces_mode:
             counts += [("faces", self.faces), ("files without faces", self.files_without_faces)]
         lines = [(name, str(value)) for name, value in counts]
+        if self.known["resumed"]:
+            lines.append(("carried over", f"{self.known['resumed']} (rows of the resumed report, not scored again)"))
+        if self.known["cache"]:
+            lines.append(("from cache", f"{self.known['cache']} (unchanged files, not scored again)"))
         if self.evidence:
             lines.append(("evidence", ", ".join(f"{kind} {count}" for kind, count in sorted(self.evidence.items()))))
         for model in self.models:
             lines.append(("model", f"{model.path.name} ({model.role}), threshold {model.threshold:.3f}"))
             lines.append(("trained on", model.spec.trained_on))
-        lines.append(("device", self.device or "none (every file was already known)"))
+        lines.append(("device", self.device or self._why_no_device()))
         lines.append(("elapsed", f"{self.elapsed:.1f} s ({self.rate:.1f} images/s)"))
         return lines
+
+    def _why_no_device(self) -> str:
+        if self.done == 0:
+            return "none (no file to score)"
+        if sum(self.known.values()) == self.done:
+            return "none (every file was already known)"
+        return "none (no file could be read)"
 
     def render(self, console: Console, *, interrupted: bool = False) -> None:
         title = f"deepscan: stopped after {self.done} of {self.found} files" if interrupted else "deepscan summary"

@@ -102,6 +102,35 @@ def test_summary_json_for_dashboards(cli, photos: Path, tiny_model: Path, tmp_pa
     assert summary["model"].startswith("tiny.keras@sha256:")
 
 
+def test_the_summary_says_what_was_carried_over_and_why_no_model_ran(cli, photos: Path, tiny_model: Path, tmp_path):
+    report, target = tmp_path / "r.csv", tmp_path / "summary.json"
+    cli("scan", photos, "--model", tiny_model, "-q", "-o", report)
+    code, _, err = cli("scan", photos, "--model", tiny_model, "-o", report, "--resume", "--summary-json", target)
+    summary = json.loads(target.read_text())
+    assert summary["carried_over"] == 4 and summary["from_cache"] == 0 and summary["device"] is None
+    assert "carried over" in err and "every file was already known" in err
+    cache = tmp_path / "c.db"
+    cli("scan", photos, "--model", tiny_model, "-q", "--cache", cache, "-o", tmp_path / "a.csv")
+    cli(
+        "scan",
+        photos,
+        "--model",
+        tiny_model,
+        "-q",
+        "--cache",
+        cache,
+        "-o",
+        tmp_path / "b.csv",
+        "--summary-json",
+        target,
+    )
+    summary = json.loads(target.read_text())
+    assert summary["from_cache"] == 4 and summary["carried_over"] == 0  # a corrupt file's error row too
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("scan", tmp_path / "empty", "--model", tiny_model, "-o", tmp_path / "e.csv")
+    assert code == ExitCode.OK and "no file to score" in err and "already known" not in err
+
+
 def test_provenance_columns(cli, photos: Path, tiny_model: Path):
     _, out, _ = cli(
         "scan",

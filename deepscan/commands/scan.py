@@ -325,7 +325,7 @@ def scan_command(
 def _write(report: Report, scanned: ScannedFile, summary: Summary) -> None:
     for record in scanned.records:
         report.write(record)
-    summary.add(scanned.verdict, scanned.faces)
+    summary.add(scanned.verdict, scanned.faces, scanned.origin)
     if scanned.verdict.error:
         log.info("%s: %s", scanned.path, scanned.verdict.error)
 
