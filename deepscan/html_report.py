@@ -308,6 +308,7 @@ table.facts th{text-align:left;padding-right:16px;font-weight:600}
 .label{font-weight:700;text-transform:uppercase;font-size:12px}.fake .label{color:#d33}
 .path{word-break:break-all;font-size:12px;color:#333;unicode-bidi:isolate}
 .evidence{font-size:12px;color:#7a4b00;overflow-wrap:anywhere;unicode-bidi:isolate}
+.caption{font-size:11px;color:#666;margin-top:2px}
 .noimg{height:120px;display:flex;align-items:center;justify-content:center;color:#999;background:#f0f0f0}
 #errors td{padding:2px 12px 2px 0;font-size:12px;word-break:break-all;unicode-bidi:isolate}
 """
@@ -316,6 +317,8 @@ SCRIPT = """
 (function () {
   const data = JSON.parse(document.getElementById('data').textContent);
   const pageSize = 100;
+  const HEAT_CAPTION = 'heat map (Grad-CAM): the image dimmed, and red to yellow where the score came from ' +
+    '(yellow: most); parts left dim weighed little';
   const params = new URLSearchParams(location.search);
   const state = {filter: params.get('filter') || 'all', query: params.get('q') || '', page: 0};
   const filterBox = document.getElementById('filter'), searchBox = document.getElementById('search');
@@ -344,7 +347,9 @@ SCRIPT = """
     }
     const bar = el('div', 'bar'), fill = el('span');
     fill.style.width = (100 * item.score).toFixed(1) + '%'; bar.append(fill);
-    box.append(pics, bar, el('span', 'label', item.label), el('span', 'score', ' ' + item.score.toFixed(3)));
+    box.append(pics);
+    if (item.heat) box.append(el('div', 'caption', HEAT_CAPTION));
+    box.append(bar, el('span', 'label', item.label), el('span', 'score', ' ' + item.score.toFixed(3)));
     if (item.faces) box.append(el('span', 'faces', ' (' + item.faces + (item.faces === 1 ? ' face)' : ' faces)')));
     box.append(el('div', 'path', item.path));
     if (item.evidence) box.append(el('div', 'evidence', item.evidence));

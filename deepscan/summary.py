@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import heapq
 import re
 import time
@@ -13,11 +14,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from deepscan import __version__
 from deepscan.evidence import EVIDENCE_COLUMN, declares_ai
 from deepscan.record import Record
 from deepscan.scorers import ScanModel
 
 SHOWN_FAILURES = 5
+SHOWN_INPUTS = 10
 EVIDENCE_KINDS = {"c2pa": "C2PA manifest", "xmp": "IPTC/XMP", "png": "generator metadata", "exif": "generator metadata"}
 
 
@@ -40,6 +43,7 @@ class Summary:
     found: int
     models: list[ScanModel]
     faces_mode: bool = False
+    inputs: list[str] = field(default_factory=list)  # what the scan was given, as the user named it
     top: int = 5
     scored: int = 0
     real: int = 0
@@ -53,6 +57,9 @@ class Summary:
     device: str | None = None  # where the models ran; None when none had to be loaded
     destination: str | None = None  # the report file, once written
     started: float = field(default_factory=time.perf_counter)
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
     elapsed: float = 0.0
     _suspicious: list[tuple[float, str]] = field(default_factory=list)
 
@@ -105,6 +112,9 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         face_counts = {"faces": self.faces, "files_without_faces": self.files_without_faces}
         return {
+            "created": self.created,
+            "deepscan_version": __version__,
+            "inputs": self.inputs,
             "files_found": self.found,
             "scored": self.scored,
             "real": self.real,
@@ -152,6 +162,13 @@ class Summary:
         lines.append(("device", self.device or self._why_no_device()))
         lines.append(("elapsed", f"{self.elapsed:.1f} s ({self.rate:.1f} images/s)"))
         return lines
+
+    def provenance(self) -> list[tuple[str, str]]:
+        """When, by which deepscan and of what the scan was made (the models are in ``facts``), for the HTML page."""
+        shown = ", ".join(self.inputs[:SHOWN_INPUTS]) + (
+            f" and {len(self.inputs) - SHOWN_INPUTS} more" if len(self.inputs) > SHOWN_INPUTS else ""
+        )
+        return [("made", f"{self.created} by deepscan {__version__}"), ("scanned", shown)]
 
     def _why_no_device(self) -> str:
         if self.done == 0:

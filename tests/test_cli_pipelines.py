@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import io
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import deepscan
 from deepscan.errors import ExitCode
 from deepscan.model import build_model, save_model
 
@@ -100,6 +102,9 @@ def test_summary_json_for_dashboards(cli, photos: Path, tiny_model: Path, tmp_pa
     assert summary["files_found"] == 4 and summary["scored"] == 3 and summary["errors"] == 1
     assert summary["fake"] == 3 and summary["threshold"] == 0 and summary["exit_code"] == code
     assert summary["model"].startswith("tiny.keras@sha256:")
+    assert summary["inputs"] == [str(photos)] and summary["deepscan_version"] == deepscan.__version__
+    made = datetime.datetime.fromisoformat(summary["created"])
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - made).total_seconds()) < 600
 
 
 def test_the_summary_says_what_was_carried_over_and_why_no_model_ran(cli, photos: Path, tiny_model: Path, tmp_path):

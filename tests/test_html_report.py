@@ -85,6 +85,14 @@ def test_the_report_in_a_browser(browser, cli, tmp_path: Path, tiny_model: Path)
         browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
         for img in heat_maps
     )
+    captions = [caption.text for caption in browser.find_elements("css selector", "#files .caption")]
+    assert len(captions) == 2 and all("red to yellow where the score came from" in text for text in captions)
+    facts = {
+        row.find_element("css selector", "th").text: row.find_element("css selector", "td").text
+        for row in browser.find_elements("css selector", "table.facts tr")
+    }
+    assert facts["this page"] == str(report) and facts["scanned"] == str(folder)
+    assert " by deepscan 0." in facts["made"] and facts["model"].startswith("tiny.keras")
     thumbs = browser.find_elements("css selector", "#files img[alt=thumbnail]")
     assert len(thumbs) == 8
     browser.save_screenshot(str(tmp_path / "report.png"))  # the artefact a reviewer looks at

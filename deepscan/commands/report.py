@@ -40,6 +40,7 @@ def report_command(
         for entry in entries_from_report(results):
             store.add(entry)
         facts = [
+            ("this page", str(html.absolute())),
             ("from report", str(results)),
             ("files", str(store.count)),
             *((name, str(store.labels[name])) for name in ("real", "fake", "error")),
@@ -51,3 +52,4 @@ def report_command(
             settings = ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False)
             heat = explainer(scan_models(settings), face_margin)
         write_html(html, store, facts, explain=heat, explain_count=explain)
+    typer.echo(f"wrote {html} ({store.count} files)", err=True)

@@ -265,7 +265,9 @@ def scan_command(
             images,
         )
         progress.update(task, total=len(images))
-        summary = Summary(found=len(images), models=job.models, faces_mode=faces)
+        named = [*(paths or []), *([f"the paths listed in {files_from}"] if files_from is not None else [])]
+        named = ["the paths read from stdin" if path == "-" else path for path in named]
+        summary = Summary(found=len(images), models=job.models, faces_mode=faces, inputs=named)
 
         def finish(interrupted: bool) -> ExitCode:
             summary.device = job.device
@@ -318,7 +320,8 @@ def scan_command(
             heat = explainer(job.models, face_margin) if explain else None
             with store:
                 cut = job.models[0].threshold
-                write_html(html, store, summary.facts(), explain=heat, explain_count=explain, threshold=cut)
+                facts = [*summary.provenance(), ("this page", str(html.absolute())), *summary.facts()]
+                write_html(html, store, facts, explain=heat, explain_count=explain, threshold=cut)
         return finish(interrupted=False)
 
 
