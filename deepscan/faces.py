@@ -13,7 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -153,11 +153,18 @@ def face_views(image: WorkingImage, face: Face | None, size: int, margins: list[
     return np.concatenate([crop_face(image, face, size, margin) for margin in margins], axis=1)
 
 
-def detect_once(paths: list[str], finder: FaceFinder, cache_file: Path, chunk: int = 16) -> dict[str, Face | None]:
+def detect_once(
+    paths: list[str],
+    finder: FaceFinder,
+    cache_file: Path,
+    chunk: int = 16,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[str, Face | None]:
     """The most confident face of each image (None: no face, or unreadable), detected once.
 
     Detections are kept in ``cache_file`` (JSON), so a resumed or repeated
     training run does not detect again; epochs read cached crops anyway.
+    ``progress`` hears how many of the images not detected before are done.
     """
     known: dict[str, Face | None] = {}
     if cache_file.exists():
@@ -173,6 +180,7 @@ def detect_once(paths: list[str], finder: FaceFinder, cache_file: Path, chunk: i
                 known[path] = None
         for path, faces in zip(images, finder.find(list(images.values())), strict=True):
             known[path] = faces[0] if faces else None
+        progress(min(start + chunk, len(missing)), len(missing))
     if missing:
         stored = {path: None if face is None else [*face.box, face.confidence] for path, face in known.items()}
         write_atomically(cache_file, json.dumps(stored))

@@ -50,6 +50,7 @@ class Augmentation:
 
 
 SCHEDULES = ("cosine", "plateau")
+Status = Callable[[str, int, "int | None"], None]  # what is being done, steps done, steps in all (None: unknown)
 
 
 @dataclass
@@ -322,6 +323,25 @@ class EpochLine(keras.callbacks.Callback):
         self.write(f"epoch {epoch + 1}: {figures}{lr}  ({time.perf_counter() - self.started:.0f} s)")
 
 
+class BatchProgress(keras.callbacks.Callback):
+    """Each training batch, and each validation pass, to ``status`` (what is being done, steps done, steps in all)."""
+
+    def __init__(self, status: Status, epochs: int, steps: int) -> None:
+        super().__init__()
+        self.status, self.epochs, self.steps = status, epochs, steps
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.epoch = epoch + 1
+        self.status(f"epoch {self.epoch}/{self.epochs}", 0, self.steps)
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.status(f"epoch {self.epoch}/{self.epochs}", batch + 1, self.steps)
+
+    def on_test_begin(self, logs: Any = None) -> None:
+        self.status(f"epoch {self.epoch}/{self.epochs}: validating", self.steps, self.steps)
+
+
 class LogLearningRate(keras.callbacks.Callback):
     """Put the rate the optimizer uses now into the epoch's logs (a schedule does not log it)."""
 
@@ -345,6 +365,7 @@ def train(
     out: str | Path,
     config: TrainConfig,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    status: Status = lambda what, done, total: None,
 ) -> TrainResult:
     """Train a model on one or more labelled folders and save it, with its threshold and recipe, to ``out``.
 
@@ -370,6 +391,7 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
+    status("reading the sources", 0, None)
     sources = training_sources(data_dirs, config)
     shortcuts = {}
     for source in sources:
@@ -390,13 +412,19 @@ def train(
     if config.faces:
         log("finding faces (once; kept in the .faces.json file beside the model)")
         every = [path for source in sources for path in source.split.train_paths + source.split.val_paths]
-        found = detect_once(every, FaceFinder(), out.with_name(f"{out.stem}.faces.json"))
+        found = detect_once(
+            every,
+            FaceFinder(),
+            out.with_name(f"{out.stem}.faces.json"),
+            progress=lambda done, total: status("finding faces", done, total),
+        )
         faces_found = sum(face is not None for face in found.values())
 
         def read(path: str) -> np.ndarray:
             return crop_face(load_working_image(path), found[path], size, config.face_margin)
 
     train_parts, val_parts, unreadable = [], [], []
+    status("reading the images", 0, None)
     for index, source in enumerate(sources):
         split = source.split
         train_ds, bad_train = labelled_dataset(
@@ -453,6 +481,7 @@ def train(
         keras.callbacks.BackupAndRestore(str(work / "backup")),
         keras.callbacks.CSVLogger(str(out.with_name(f"{out.stem}.history.csv")), append=config.resume),
         EpochLine(log),
+        BatchProgress(status, config.epochs, steps_per_epoch),
     ]
     if not cosine:
         callbacks += [
@@ -481,6 +510,7 @@ def train(
             raise
         model.load_weights(kept_weights)
     epochs_run = _epochs_logged(out) if config.epochs else 0  # no fit: an old history beside it says nothing
+    status("calibrating and choosing the threshold", 0, None)
 
     # The images as trained on (whole, or face crops), each source apart.
     raw = {

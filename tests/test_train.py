@@ -131,6 +131,21 @@ def test_plateau_schedule_stops_at_the_first_worse_epoch(data: Path, tmp_path: P
     assert int(np.argmin(losses)) == len(losses) - 2  # patience 1: it stopped one epoch after the best
 
 
+def test_training_reports_what_it_does_batch_by_batch(data: Path, tmp_path: Path):
+    """What the progress bar of `deepscan train` shows: the stages, then every batch of every epoch."""
+    heard: list[tuple[str, int, int | None]] = []
+    config = TrainConfig(arch="reference", image_size=SIZE, epochs=2, batch_size=8, augmentation=FAST)
+    train([data], tmp_path / "s.keras", config, log=lambda line: None, status=lambda *event: heard.append(event))
+    stages = list(dict.fromkeys(what for what, _, _ in heard))
+    assert stages[:2] == ["reading the sources", "reading the images"] and stages[-1].startswith("calibrating")
+    steps = next(total for what, _, total in heard if what == "epoch 1/2")
+    assert steps >= 3  # about 32 training images in batches of 8
+    for epoch in (1, 2):
+        batches = [done for what, done, _ in heard if what == f"epoch {epoch}/2"]
+        assert batches == list(range(0, steps + 1)), batches
+    assert "epoch 2/2: validating" in stages
+
+
 def test_an_unknown_schedule_is_refused_before_anything_is_written(data: Path, tmp_path: Path):
     with pytest.raises(DataError, match="unknown schedule 'linear'"):
         train([data], tmp_path / "m.keras", TrainConfig(schedule="linear"), log=lambda line: None)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from deepscan.commands.options import (
     FACE_DEFAULTS,
@@ -27,6 +26,7 @@ from deepscan.commands.options import (
     ThresholdOption,
     TrustModelOption,
     face_settings,
+    progress_bar,
 )
 from deepscan.discovery import find_images, read_path_list
 from deepscan.errors import INTERRUPTS, ExitCode, OutputClosed, OutputError
@@ -236,15 +236,7 @@ def scan_command(
     inputs = _inputs(paths or [], files_from, null)
     to_file = out is not None and not is_stdout(out) and not is_special(resolved(out))  # not stdout, a device, a pipe
     interrupted_to = interrupted_destination(out, settings.resume) if to_file else None
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet or not console.is_terminal,
-    )
+    progress = progress_bar(console, quiet)
     task = progress.add_task("starting", total=None)
     backend = local_scorer if ray is None else ray_backend(ray, ray_timeout)
     with ScanJob(  # checks the model

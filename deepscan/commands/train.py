@@ -18,6 +18,7 @@ from deepscan.commands.options import (
     TrainedOnOption,
     data_dirs_argument,
     print_validation,
+    progress_bar,
 )
 from deepscan.errors import DeepscanError, ExitCode, OutputError
 from deepscan.evaluate import GROUP_PATTERN
@@ -223,7 +224,16 @@ def train_command(
         tensorboard=tensorboard,
         init_from=str(init_from) if init_from else "",
     )
-    result = train(data_dirs, out, config, log=lambda line: console.print(line, markup=False, soft_wrap=True))
+    progress = progress_bar(console)
+    task = progress.add_task("starting", total=None)
+    with progress:
+        result = train(
+            data_dirs,
+            out,
+            config,
+            log=lambda line: console.print(line, markup=False, soft_wrap=True),
+            status=lambda what, done, total: progress.update(task, description=what, completed=done, total=total),
+        )
     print_validation(
         console, f"saved {result.model_path} after {result.epochs_run} epochs", result.evaluation, result.sources
     )
