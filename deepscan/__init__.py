@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the names for type checkers and editors; at run time __geta
     from deepscan.faces import FaceSettings  # noqa: F401
     from deepscan.job import ScanJob, ScanSettings, scan  # noqa: F401
     from deepscan.model import Detector, ModelSpec, load_model  # noqa: F401
+    from deepscan.output import OutputSettings, scan_to_report  # noqa: F401
     from deepscan.record import Record  # noqa: F401
 
 # The public names and their modules: imported on first use, so `deepscan --help` stays instant.
@@ -25,12 +26,14 @@ _EXPORTS = {
     "Detector": "model",
     "FaceSettings": "faces",
     "ModelSpec": "model",
+    "OutputSettings": "output",
     "Record": "record",
     "ScanJob": "job",
     "ScanSettings": "job",
     "find_images": "discovery",
     "load_model": "model",
     "scan": "job",
+    "scan_to_report": "output",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,3 +60,29 @@ def signals_win() -> Iterator[None]:
     except Exception:
         raise_if_swallowed()
         raise
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """While the block runs, Ctrl-C and SIGTERM (as ``raised`` handles them) are noted, not raised; the last one
+    is raised when the block ends.
+
+    For a library's start-up that a signal must not cut in half: Ray's
+    ``ray.init`` interrupted midway left a core worker that crashed the
+    process at exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = [number for number in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(number) is _raise]
+    previous = {number: signal.signal(number, _note) for number in caught}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    raise_if_swallowed()
+
+
+def _note(signum: int, frame: object) -> None:
+    _received.append(signum)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from deepscan import interrupts
 from deepscan.errors import DeepscanError
 from deepscan.faces import FaceScorer, WorkingImage, decode_working
 from deepscan.job import ScanSettings, local_scorer
@@ -411,22 +412,23 @@ def _connect(ray: Any, address: str) -> bool:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # (ray-project/ray#53727)
     if ray.is_initialized():
         return False
-    on_sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        ray.init(
-            address=None if address == "local" else address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=False,
-        )
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_sigterm)  # ray.init replaces it with sys.exit; the scan keeps its rows
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        hint = (
-            "" if address in ("local", "auto") or os.environ.get("RAY_AUTH_MODE")
-            else " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN "
-            "or ~/.ray/auth_token)"
-        )  # fmt: skip
-        raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(err)}{hint}") from None
+    with interrupts.deferred():  # a Ctrl-C in the middle of ray.init crashed the process at exit
+        on_sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            ray.init(
+                address=None if address == "local" else address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, on_sigterm)  # ray.init replaces it with sys.exit; the scan keeps its rows
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            hint = (
+                "" if address in ("local", "auto") or os.environ.get("RAY_AUTH_MODE")
+                else " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN "
+                "or ~/.ray/auth_token)"
+            )  # fmt: skip
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(err)}{hint}") from None
     return True

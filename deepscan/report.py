@@ -58,11 +58,14 @@ def choose_format(destination: Path | None, explicit: OutputFormat | None) -> Ou
     return explicit or implied  # type: ignore[return-value]
 
 
-class CsvWriter:
+class CsvFormat:
     """RFC 4180 CSV with '\\n' line ends: a cell holding a comma, quote, '\\n' or '\\r' is quoted.
 
     (The csv module leaves '\\r' unquoted when lines end in '\\n', which splits a
     name holding a carriage return into two rows.)
+
+    A format is one class: it writes rows to a stream (``write``, then
+    ``close``) and reads a report of its own back (``rows``).
     """
 
     def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
@@ -75,8 +78,12 @@ class CsvWriter:
     def close(self) -> None:
         pass
 
+    @staticmethod
+    def rows(handle: IO[str]) -> Iterable[dict[str, Any]]:
+        return csv.DictReader(handle)
 
-class SpreadsheetCsvWriter(CsvWriter):
+
+class SpreadsheetCsvFormat(CsvFormat):
     """CSV for spreadsheets (--csv-safe): a text cell that a spreadsheet would run as a formula
     (it starts with = + - @, a tab or a carriage return, as in a file named '=HYPERLINK(...).png') gets a
     leading apostrophe, which shows it as text. Such a report is for people: its paths no longer round-trip."""
@@ -134,7 +141,9 @@ def _json_value(value: Any) -> str:
     return text
 
 
-class JsonLinesWriter:
+class JsonLinesFormat:
+    """One JSON object per line, read back a line at a time (each at most MAX_ROW_CHARS)."""
+
     def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
         self._stream, self._columns = stream, columns
 
@@ -144,9 +153,13 @@ class JsonLinesWriter:
     def close(self) -> None:
         pass
 
+    @staticmethod
+    def rows(handle: IO[str]) -> Iterable[dict[str, Any]]:
+        return (json.loads(line) for line in _bounded_lines(handle) if line.strip())
 
-class JsonWriter(JsonLinesWriter):
-    """A JSON array written row by row, so the report never sits in memory."""
+
+class JsonFormat(JsonLinesFormat):
+    """A JSON array written row by row, so the report never sits in memory; read back whole (MAX_JSON_REPORT_BYTES)."""
 
     def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
         super().__init__(stream, columns)
@@ -159,8 +172,15 @@ class JsonWriter(JsonLinesWriter):
     def close(self) -> None:
         self._stream.write("[]\n" if self._separator == "[\n" else "\n]\n")
 
+    @staticmethod
+    def rows(handle: IO[str]) -> Iterable[dict[str, Any]]:
+        if os.fstat(handle.fileno()).st_size > MAX_JSON_REPORT_BYTES:
+            raise ValueError(f"over {MAX_JSON_REPORT_BYTES >> 20} MiB of JSON: write large reports as JSON Lines")
+        rows: list[dict[str, Any]] = json.load(handle)
+        return rows
 
-_WRITERS = {OutputFormat.csv: CsvWriter, OutputFormat.json: JsonWriter, OutputFormat.jsonl: JsonLinesWriter}
+
+FORMATS = {OutputFormat.csv: CsvFormat, OutputFormat.json: JsonFormat, OutputFormat.jsonl: JsonLinesFormat}
 
 
 def report_columns(faces: bool, extra: Sequence[str] = (), evidence: bool = False) -> tuple[str, ...]:
@@ -181,7 +201,7 @@ class Report:
         spreadsheet_safe: bool = False,
     ) -> None:
         self._stream, self._name = stream, name
-        writer = SpreadsheetCsvWriter if spreadsheet_safe and fmt is OutputFormat.csv else _WRITERS[fmt]
+        writer = SpreadsheetCsvFormat if spreadsheet_safe and fmt is OutputFormat.csv else FORMATS[fmt]
         with self._errors():
             self._writer = writer(stream, columns)
 
@@ -225,16 +245,7 @@ def report_files(path: Path, fmt: OutputFormat | None = None) -> Iterator[list[t
     fmt = fmt or choose_format(path, None)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            if fmt is OutputFormat.csv:
-                rows: Iterable[dict[str, Any]] = csv.DictReader(handle)
-            elif fmt is OutputFormat.json:
-                if os.fstat(handle.fileno()).st_size > MAX_JSON_REPORT_BYTES:
-                    raise ValueError(
-                        f"over {MAX_JSON_REPORT_BYTES >> 20} MiB of JSON: write large reports as JSON Lines"
-                    )
-                rows = json.load(handle)
-            else:
-                rows = (json.loads(line) for line in _bounded_lines(handle) if line.strip())
+            rows = FORMATS[fmt].rows(handle)
             for _, group in itertools.groupby(((_parsed(values), values) for values in rows), lambda row: row[0].path):
                 yield list(group)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error) as err:
