@@ -77,13 +77,9 @@ def explain_input(path: str, box: tuple[int, int, int, int] | None, size: int, m
     return crop_face(load_working_image(path), Face(box, 1.0), size, margin)
 
 
-def explainer(models: list[ScanModel], margin: float | None) -> Callable[[Entry], Image.Image | None]:
-    """Heat maps for report entries, each by the model that scored it (the face model for a face's crop).
-
-    ``margin``: the face crops' (None: each face model's own, as in face mode).
-    """
-    from deepscan.faces import crop_margin
-
+def explainer(models: list[ScanModel]) -> Callable[[Entry], Image.Image | None]:
+    """Heat maps for report entries, each by the model that scored it (the face model for a face's crop, cropped
+    at its first view's margin, as in face mode)."""
     cams: dict[str, GradCam] = {}
     by_identity = {model.identity: model for model in models}
 
@@ -94,7 +90,7 @@ def explainer(models: list[ScanModel], margin: float | None) -> Callable[[Entry]
         cam = cams[model.identity]
         box = tuple(entry.explain_box) if entry.explain_box is not None else None
         try:
-            pixels = explain_input(entry.path, box, cam.size, crop_margin(margin, model.spec))  # type: ignore[arg-type]
+            pixels = explain_input(entry.path, box, cam.size, model.margins[0])  # type: ignore[arg-type]
         except ImageError:
             return None
         return overlay(pixels, cam.heat(pixels))

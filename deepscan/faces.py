@@ -23,7 +23,7 @@ from PIL import Image
 
 from deepscan.errors import DeepscanError
 from deepscan.files import ReadError, read_bytes
-from deepscan.model import Detector, ModelSpec
+from deepscan.model import Detector
 from deepscan.pipeline import ImageError, ImageInput, Source, decode_image, open_image, source_dataset
 from deepscan.record import Record
 from deepscan.report import write_atomically
@@ -31,7 +31,6 @@ from deepscan.runtime import device_name, tensorflow
 from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel
 
 DETECT_SIDE = 1024  # longest side of the image faces are detected and cropped in
-DEFAULT_MARGIN = 0.1  # around each face, as a fraction of its size, for models that do not record theirs
 MISSING_DETECTOR = "--faces needs the face detector: pip install 'deepscan-audit[faces]'"
 
 
@@ -42,16 +41,6 @@ class FaceSettings:
     min_face_size: int = 40  # pixels in the original image; smaller faces are ignored
     max_faces: int = 10  # per image, most confident first
     margin: float | None = None  # around each face, as a fraction of its size; None: the face model's own
-
-
-def crop_margin(asked: float | None, spec: ModelSpec) -> float:
-    """The face crop margin for a model: the one asked for, else the one it was trained with."""
-    return next(m for m in (asked, spec.face_margin, DEFAULT_MARGIN) if m is not None)
-
-
-def view_margins(asked: float | None, spec: ModelSpec) -> list[float]:
-    """The crop margin of each of a model's views: the first as crop_margin resolves it, the others as stored."""
-    return [crop_margin(asked, spec), *spec.views[1:]]
 
 
 @dataclass(frozen=True)
@@ -233,7 +222,7 @@ class FaceScorer:
         if self._finder is None:
             self._finder = FaceFinder(self.settings)
         finder, detector, whole = self._finder, self.faces.detector(), self.whole.detector()
-        margins = view_margins(self.settings.margin, self.faces.spec)
+        margins = self.faces.margins
         pending, images = [], []
         for path, image in chunk:
             pending.append(_Pending(path, error=image if isinstance(image, str) else ""))

@@ -76,8 +76,10 @@ def scan_models(settings: ScanSettings) -> list[ScanModel]:
     ``--model`` serves both roles in face mode; otherwise the packaged models do.
     """
 
+    margin = settings.faces.margin if settings.faces is not None else None
+
     def resolve(path: Path, role: str) -> ScanModel:
-        return ScanModel(path, role, settings.threshold, trust=settings.trust_model)
+        return ScanModel(path, role, settings.threshold, trust=settings.trust_model, explicit_margin=margin)
 
     if settings.faces is None:
         return [resolve(settings.model or packaged_model(), "whole images")]

@@ -37,6 +37,9 @@ MAX_WEIGHTS_BYTES = 2 << 30  # the weights; zipfile refuses a member that inflat
 CLASS_NAMES = ("real", "fake")
 
 
+DEFAULT_FACE_MARGIN = 0.1  # around each face, as a fraction of its size, for models that do not record theirs
+
+
 @dataclass
 class ModelSpec:
     """What a saved model needs to be used correctly: it is stored inside the file."""
@@ -73,6 +76,12 @@ class ModelSpec:
             return self.views[0]
         config = self.training.get("config") or {}
         return config.get("face_margin") if config.get("faces") else None
+
+    def crop_margins(self, asked: float | None = None) -> list[float]:
+        """The face-crop margin of each view: the first the one ``asked`` (if any), else the one the model was
+        trained with, else DEFAULT_FACE_MARGIN; the other views' as stored."""
+        first = next(m for m in (asked, self.face_margin, DEFAULT_FACE_MARGIN) if m is not None)
+        return [first, *self.views[1:]]
 
     def label(self, score: float, threshold: float | None = None) -> str:
         """The class name for a score, at ``threshold`` or the model's own."""

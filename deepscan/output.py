@@ -227,8 +227,7 @@ class ScanOutput:
     def _write_page(self, page: Path, store: EntryStore) -> None:
         from deepscan.explain import explainer  # TensorFlow's Grad-CAM: only for heat maps
 
-        faces = self.job.settings.faces
-        heat = explainer(self.job.models, faces and faces.margin) if self.settings.explain else None
+        heat = explainer(self.job.models) if self.settings.explain else None
         facts = [*self.summary.provenance(), ("this page", str(page.absolute())), *self.summary.facts()]
         write_html(
             page,

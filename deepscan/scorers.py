@@ -28,20 +28,23 @@ DEFAULT_BATCH_SIZE = 64
 
 @dataclass
 class ScanModel:
-    """A model as a scan uses it: file, spec and threshold resolved once, loaded on first use."""
+    """A model as a scan uses it: file, spec, threshold and face-crop margins resolved once, loaded on first use."""
 
     path: Path
     role: str  # what it scores: "whole images", "faces", ...
     explicit_threshold: float | None = None  # --threshold, if given
     trust: bool = False
+    explicit_margin: float | None = None  # --face-margin, if given
     spec: ModelSpec = field(init=False)
     threshold: float = field(init=False)
+    margins: list[float] = field(init=False)  # each view's face-crop margin (face mode)
     _detector: Detector | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.spec = read_spec(self.path)
         # The threshold rule, applied here and nowhere else: an explicit option wins over the model's own.
         self.threshold = self.spec.threshold if self.explicit_threshold is None else self.explicit_threshold
+        self.margins = self.spec.crop_margins(self.explicit_margin)
 
     @cached_property
     def identity(self) -> str:

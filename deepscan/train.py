@@ -27,8 +27,8 @@ from deepscan.evaluate import (
     report_card,
     roc_auc,
 )
-from deepscan.faces import DEFAULT_MARGIN, FaceFinder, crop_face, detect_once, load_working_image
-from deepscan.model import ModelSpec, build_model, load_model, model_identity, save_model
+from deepscan.faces import FaceFinder, crop_face, detect_once, load_working_image
+from deepscan.model import DEFAULT_FACE_MARGIN, ModelSpec, build_model, load_model, model_identity, save_model
 from deepscan.pipeline import decode_map, gaussian_blur
 from deepscan.runtime import tensorflow
 
@@ -71,7 +71,7 @@ class TrainConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
     crop: int | None = None  # train on random crops of this size (fully convolutional archs)
     faces: bool = False  # train on face crops, found as scan --faces finds them
-    face_margin: float = DEFAULT_MARGIN
+    face_margin: float = DEFAULT_FACE_MARGIN
     cache_file: str = ""  # "" caches decoded images in memory
     resume: bool = False
     tensorboard: Path | None = None

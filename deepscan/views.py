@@ -21,7 +21,7 @@ import numpy as np
 
 from deepscan.errors import ModelError
 from deepscan.evaluate import Evaluation, labelled_images, score_labelled
-from deepscan.faces import FaceSettings, crop_margin
+from deepscan.faces import FaceSettings
 from deepscan.job import ScanJob, ScanSettings
 from deepscan.model import Detector, ModelSpec, fresh_file, load_model, model_identity, save_model
 from deepscan.scorers import DEFAULT_BATCH_SIZE
@@ -92,7 +92,7 @@ def combine_views(
         raise ModelError(f"{len(models)} models but {len(margins)} margins: one per model (None: its own)")
     parts = [load_model(path) for path in models]
     model = stack_views(parts)
-    views = [crop_margin(margin, part.spec) for margin, part in zip(margins, parts, strict=True)]
+    views = [part.spec.crop_margins(margin)[0] for margin, part in zip(margins, parts, strict=True)]
     spec = ModelSpec(arch=ARCH, image_size=parts[0].spec.image_size, views=views)
     uncalibrated = fresh_file(out)
     save_model(model, spec, uncalibrated)

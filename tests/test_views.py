@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from deepscan.errors import ExitCode, ModelError
-from deepscan.model import ModelSpec, build_model, load_model, read_spec, save_model
+from deepscan.model import DEFAULT_FACE_MARGIN, ModelSpec, build_model, load_model, read_spec, save_model
+from deepscan.scorers import ScanModel
 
 from .conftest import TINY, write_image
 
@@ -147,3 +148,14 @@ def test_combine_usage_errors_are_one_line(cli, parts: list[Path], tmp_path: Pat
     args = [arg.format(b=parts[1]) for arg in args]
     code, _, err = cli("combine", tmp_path, "--view", parts[0], *args, "--out", tmp_path / "v.keras")
     assert code == ExitCode.USAGE and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_face_crop_margins_are_resolved_once_with_the_model(tmp_path: Path):
+    """--face-margin sets a model's first view, the others keep theirs; a model without one gets the default."""
+    views = ModelSpec("compact", 32, views=[0.1, 0.2])
+    assert views.crop_margins() == [0.1, 0.2] and views.crop_margins(0.3) == [0.3, 0.2]
+    assert ModelSpec("compact", 32).crop_margins() == [DEFAULT_FACE_MARGIN]
+    model = tmp_path / "m.keras"
+    network, spec = build_model("reference", 32)
+    save_model(network, spec, model)
+    assert ScanModel(model, "faces", explicit_margin=0.25).margins == [0.25]

@@ -50,6 +50,6 @@ def report_command(
         if explain:
             faces = FaceSettings(margin=face_margin) if store.faces else None
             settings = ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False)
-            heat = explainer(scan_models(settings), face_margin)
+            heat = explainer(scan_models(settings))
         write_html(html, store, facts, explain=heat, explain_count=explain)
     typer.echo(f"wrote {html} ({store.count} files)", err=True)

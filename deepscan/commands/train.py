@@ -22,8 +22,7 @@ from deepscan.commands.options import (
 )
 from deepscan.errors import DeepscanError, ExitCode, OutputError
 from deepscan.evaluate import GROUP_PATTERN
-from deepscan.faces import DEFAULT_MARGIN
-from deepscan.model import ARCHITECTURES, list_architectures
+from deepscan.model import ARCHITECTURES, DEFAULT_FACE_MARGIN, list_architectures
 from deepscan.report import check_destination
 
 Architecture = Enum("Architecture", {name: name for name in list_architectures()}, type=str)
@@ -78,7 +77,7 @@ def train_command(
             "which scan --faces then crops with).",
             rich_help_panel=DATA,
         ),
-    ] = DEFAULT_MARGIN,
+    ] = DEFAULT_FACE_MARGIN,
     target_fpr: TargetFprOption = None,
     val_split: Annotated[
         float, typer.Option(help="Validation fraction when DATA_DIR has no train/ and val/.", rich_help_panel=DATA)
