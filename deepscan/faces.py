@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -216,6 +217,9 @@ class FaceScorer:
         size = self.whole.spec.image_size
         for chunk in _decoded_chunks(tensorflow(), sources, max(1, self.batch_size // 4), size):
             yield self.score_decoded(chunk)
+
+    def decoder(self) -> Callable[[str, bytes | None], WorkingImage | str]:
+        return partial(decode_working, whole_size=self.whole.spec.image_size)
 
     def score_decoded(self, chunk: list[tuple[str, WorkingImage | str]]) -> list[Record]:
         """Records for decoded files (path, working image or error text), in order: detect, crop, score."""

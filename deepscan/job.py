@@ -31,7 +31,7 @@ from deepscan.model import packaged_model
 from deepscan.pipeline import Source
 from deepscan.record import MODEL_COLUMN, Record
 from deepscan.report import OutputFormat, read_report
-from deepscan.scorers import DEFAULT_BATCH_SIZE, ScanModel, Scorer, WholeImageScorer
+from deepscan.scorers import DEFAULT_BATCH_SIZE, LocalScorer, ScanModel, Scorer, WholeImageScorer
 
 log = logging.getLogger("deepscan")
 
@@ -88,7 +88,7 @@ def scan_models(settings: ScanSettings) -> list[ScanModel]:
     return [resolve(packaged_model(faces=True), "faces"), resolve(packaged_model(), "files without a face")]
 
 
-def local_scorer(settings: ScanSettings, models: list[ScanModel]) -> Scorer:
+def local_scorer(settings: ScanSettings, models: list[ScanModel]) -> LocalScorer:
     """Today's back end on this machine: tf.data whole images, or faces."""
     if settings.faces is None:
         return WholeImageScorer(models[0], settings.batch_size)

@@ -30,11 +30,10 @@ import numpy as np
 
 from deepscan import interrupts
 from deepscan.errors import DeepscanError
-from deepscan.faces import FaceScorer, WorkingImage, decode_working
 from deepscan.job import ScanSettings, local_scorer
-from deepscan.pipeline import Source, decode_or_error
+from deepscan.pipeline import Source
 from deepscan.record import Record
-from deepscan.scorers import ScanModel, WholeImageScorer
+from deepscan.scorers import Decoder, ScanModel
 
 log = logging.getLogger("deepscan")
 
@@ -123,14 +122,11 @@ class RayScorer:
 
     def _dataset(self, ray: Any, window: list[Source], plan: ActorPlan, model_files: list[tuple[str, Any]]) -> Any:
         items = [{"path": s.path, "data": s.data or b"", "has_data": s.data is not None} for s in window]
-        if self.settings.faces is None:
-            decode, sized = _decode_whole, {"size": self.scan_models[0].spec.image_size}
-        else:
-            decode, sized = _decode_faces, {"whole_size": self.scan_models[-1].spec.image_size}
+        decoder = local_scorer(self.settings, self.scan_models).decoder()  # the local first stage, in tasks
         batch_size = self.settings.batch_size
         return (
             ray.data.from_items(items)
-            .map_batches(decode, fn_kwargs=sized, batch_size=batch_size, num_cpus=1)
+            .map_batches(_decoded, fn_kwargs={"decoder": decoder}, batch_size=batch_size, num_cpus=1)
             .map_batches(
                 ScoringActor,
                 fn_constructor_kwargs={
@@ -188,37 +184,12 @@ class ScoringActor:
         self.scorer = local_scorer(settings, models)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if isinstance(self.scorer, FaceScorer):
-            chunk = [
-                (path, str(error) if error else _working(pixels, scale, whole))
-                for path, pixels, scale, whole, error in zip(
-                    batch["path"], batch["pixels"], batch["scale"], batch["whole"], batch["error"], strict=True
-                )
-            ]
-            records = self.scorer.score_decoded(chunk)
-        else:
-            assert isinstance(self.scorer, WholeImageScorer)
-            records = _scored_whole(self.scorer.model, batch)
+        chunk = [(str(path), decoded) for path, decoded in zip(batch["path"], batch["decoded"], strict=True)]
+        records = self.scorer.score_decoded(chunk)  # the local second stage
         by_file: dict[str, list[dict]] = {}
         for record in records:
             by_file.setdefault(record.path, []).append(_plain(record))
         return {"records": np.array([json.dumps(by_file[str(path)]) for path in batch["path"]], dtype=object)}
-
-
-def _scored_whole(model: ScanModel, batch: dict[str, np.ndarray]) -> list[Record]:
-    errors = [str(error) for error in batch["error"]]
-    readable = np.array([not error for error in errors], dtype=bool)
-    scores = iter(model.detector().predict(batch["pixels"][readable]) if readable.any() else ())
-    return [
-        Record(str(path), error=error, model=model.identity)
-        if error
-        else Record(str(path), float(next(scores)), model=model.identity)
-        for path, error in zip(batch["path"], errors, strict=True)
-    ]
-
-
-def _working(pixels: np.ndarray, scale: float, whole: np.ndarray) -> WorkingImage:
-    return WorkingImage(np.asarray(pixels, dtype=np.uint8), float(scale), np.asarray(whole, dtype=np.uint8))
 
 
 def _plain(record: Record) -> dict[str, Any]:
@@ -238,36 +209,12 @@ def _record(row: dict[str, Any]) -> Record:
     return Record(**row, box=None if box is None else tuple(box))
 
 
-def _decode_whole(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Read task: each file decoded and resized exactly as the local pipeline does it."""
-    decoded = [
-        decode_or_error(os.fsencode(str(path)), size, data=bytes(data) if has_data else None)
-        for path, data, has_data in zip(batch["path"], batch["data"], batch["has_data"], strict=True)
-    ]
-    return {
-        "path": batch["path"],
-        "pixels": np.stack([pixels for pixels, _ in decoded]),
-        "error": np.array([error.decode() for _, error in decoded], dtype=object),
-    }
-
-
-def _decode_faces(batch: dict[str, np.ndarray], whole_size: int) -> dict[str, np.ndarray]:
-    """Read task for face mode: the working image faces are found in, and the whole image, as the local face
-    scorer decodes them."""
-    images = [
-        decode_working(str(path), bytes(data) if has_data else None, whole_size)
-        for path, data, has_data in zip(batch["path"], batch["data"], batch["has_data"], strict=True)
-    ]
-    blank, no_whole = np.zeros((1, 1, 3), np.uint8), np.zeros((whole_size, whole_size, 3), np.uint8)
-    pixels = np.empty(len(images), dtype=object)
-    pixels[:] = [blank if isinstance(image, str) else image.pixels for image in images]
-    return {
-        "path": batch["path"],
-        "pixels": pixels,
-        "whole": np.stack([no_whole if isinstance(image, str) else image.whole for image in images]),
-        "scale": np.array([1.0 if isinstance(image, str) else image.scale for image in images], np.float32),
-        "error": np.array([image if isinstance(image, str) else "" for image in images], dtype=object),
-    }
+def _decoded(batch: dict[str, np.ndarray], decoder: Decoder) -> dict[str, np.ndarray]:
+    """Read task: each file through the local scorer's first stage (pixels, a working image, or an error text)."""
+    decoded = np.empty(len(batch["path"]), dtype=object)  # filled one by one: numpy would stack equal-shaped arrays
+    for index, (path, data, has_data) in enumerate(zip(batch["path"], batch["data"], batch["has_data"], strict=True)):
+        decoded[index] = decoder(str(path), bytes(data) if has_data else None)
+    return {"path": batch["path"], "decoded": decoded}
 
 
 def _windows(sources: Iterable[Source], max_files: int, max_bytes: int) -> Iterator[list[Source]]:

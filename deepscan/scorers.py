@@ -4,20 +4,28 @@ A scan job hands a scorer the files left to score (after resume and the
 cache) and gets back, a batch at a time and in the same order, one or more
 records per file: a score and the model that gave it, or an error. Labels
 are not a scorer's business: the job applies the verdict rule.
+
+A local scorer is two stages: ``decoder()`` turns one file into what its
+model reads (a picklable function, so that another back end can run it
+elsewhere), ``score_decoded`` turns a chunk of those into records. Here
+tf.data runs the first in parallel; on a cluster (``ray_scorer``) tasks run
+it and actors the second, and the cluster back end is transport only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from deepscan.model import Detector, ModelSpec, load_model, model_identity, read_spec
-from deepscan.pipeline import Perturbation, Source, image_batches
+from deepscan.pipeline import Perturbation, Source, decode_or_error, image_batches
 from deepscan.record import Record
 from deepscan.runtime import device_name
 
@@ -80,6 +88,21 @@ class Scorer(Protocol):
         ...
 
 
+Decoder = Callable[[str, "bytes | None"], Any]  # (path, the file's bytes if read already) -> decoded, or error text
+
+
+class LocalScorer(Scorer, Protocol):
+    """A scorer of this machine, in two stages other back ends can run apart."""
+
+    def decoder(self) -> Decoder:
+        """The first stage: one file as the model reads it, or the error text (picklable: it may run elsewhere)."""
+        ...
+
+    def score_decoded(self, chunk: list[tuple[str, Any]]) -> list[Record]:
+        """The second stage: records for decoded files (the decoder's results, error texts included), in order."""
+        ...
+
+
 @dataclass
 class WholeImageScorer:
     """Each file decoded, resized to the model's input and scored whole, through tf.data."""
@@ -100,6 +123,25 @@ class WholeImageScorer:
 
     def score(self, sources: Iterable[Source]) -> Iterator[list[Record]]:
         yield from score_files(sources, self.model.detector(), self.batch_size, model=self.model.identity)
+
+    def decoder(self) -> Decoder:
+        return partial(decode_whole, size=self.model.spec.image_size)
+
+    def score_decoded(self, chunk: list[tuple[str, Any]]) -> list[Record]:
+        readable = [pixels for _, pixels in chunk if not isinstance(pixels, str)]
+        scores = iter(self.model.detector().predict(np.stack(readable)) if readable else ())
+        return [
+            Record(path, error=pixels, model=self.model.identity)
+            if isinstance(pixels, str)
+            else Record(path, float(next(scores)), model=self.model.identity)
+            for path, pixels in chunk
+        ]
+
+
+def decode_whole(path: str, data: bytes | None, size: int) -> np.ndarray | str:
+    """A file (or its bytes) decoded and resized as the tf.data pipeline does it, or the error text."""
+    pixels, error = decode_or_error(os.fsencode(path), size, data=data)
+    return error.decode() if error else pixels
 
 
 def score_files(
