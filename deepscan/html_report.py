@@ -67,13 +67,13 @@ class EntryStore:
         self.labels: Counter[str] = Counter()
         self.histogram = [0] * HISTOGRAM_BINS
         self.count = 0
-        self.models: set[str] = set()  # the model names the entries carry
+        self.models: set[str] = set()  # the model identities (name@sha256:...) the entries carry
         self.faces = False  # whether some entry's verdict is a face
 
     def add(self, entry: Entry) -> None:
         self.count += 1
         self.labels[entry.label or "error"] += 1
-        self.models.add(entry.model.split("@")[0])
+        self.models.add(entry.model)
         self.faces |= entry.explain_box is not None
         if entry.score is not None:
             self.histogram[min(int(entry.score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1

@@ -122,6 +122,19 @@ def test_a_hundred_thousand_rows_open_a_page_at_a_time(browser, cli, tmp_path: P
     assert severe_console_messages(browser) == []
 
 
+def test_a_page_rebuilt_from_a_report_keeps_what_the_report_knows_of_its_model(cli, photos, tiny_model, tmp_path):
+    with_model, without = tmp_path / "m.csv", tmp_path / "plain.csv"
+    cli("scan", photos, "--model", tiny_model, "-q", "-o", with_model, "--columns", "model")
+    cli("scan", photos, "--model", tiny_model, "-q", "-o", without)
+    page = tmp_path / "p.html"
+    code, _, err = cli("report", with_model, "--html", page, "--model", tiny_model)
+    text = page.read_text()
+    assert code == ExitCode.OK and f"wrote {page}" in err and str(page) in text
+    assert "tiny.keras@sha256:" in text and ", threshold 0.500" in text and "<th>trained on</th>" in text
+    cli("report", without, "--html", page)
+    assert "not recorded in the report (scan with --columns model to record it)" in page.read_text()
+
+
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_grad_cam_works_for_every_architecture(tmp_path: Path, arch: str):
     model, spec = build_model(arch, 32)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from deepscan.commands.options import FaceMarginOption, ModelOption, TrustModelOption
+
+if TYPE_CHECKING:
+    from deepscan.scorers import ScanModel
 from deepscan.report import check_destination
 
 
@@ -34,22 +37,42 @@ def report_command(
     from deepscan.faces import FaceSettings
     from deepscan.html_report import EntryStore, entries_from_report, write_html
     from deepscan.job import ScanSettings, scan_models
+    from deepscan.model import packaged_model
+    from deepscan.scorers import ScanModel
 
     check_destination(html)
     with EntryStore() as store:
         for entry in entries_from_report(results):
             store.add(entry)
+        files = [model] if model is not None else [packaged_model(faces=True), packaged_model()]
         facts = [
             ("this page", str(html.absolute())),
             ("from report", str(results)),
             ("files", str(store.count)),
             *((name, str(store.labels[name])) for name in ("real", "fake", "error")),
-            *(("model", name) for name in sorted(store.models - {""})),
+            *_model_facts(store.models - {""}, [ScanModel(path, "report") for path in files]),
         ]
         heat = None
         if explain:
             faces = FaceSettings(margin=face_margin) if store.faces else None
-            settings = ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False)
-            heat = explainer(scan_models(settings))
+            heat = explainer(
+                scan_models(ScanSettings(model=model, trust_model=trust_model, faces=faces, evidence=False))
+            )
         write_html(html, store, facts, explain=heat, explain_count=explain)
     typer.echo(f"wrote {html} ({store.count} files)", err=True)
+
+
+def _model_facts(named: set[str], models: list[ScanModel]) -> list[tuple[str, str]]:
+    """What the page can say of the models that scored the report: those its model column names, with their
+    threshold and training when --model (or a packaged model) is that very file."""
+    if not named:
+        return [("model", "not recorded in the report (scan with --columns model to record it)")]
+    known = {model.identity: model for model in models}
+    facts = []
+    for identity in sorted(named):
+        model = known.get(identity)
+        if model is None:
+            facts.append(("model", f"{identity} (give it as --model to show its threshold)"))
+        else:
+            facts += [("model", f"{identity}, threshold {model.threshold:.3f}"), ("trained on", model.spec.trained_on)]
+    return facts
