@@ -223,7 +223,7 @@ def test_train_warns_about_a_model_no_better_than_chance(cli, data: Path, tmp_pa
     import deepscan.train
     from deepscan.evaluate import Evaluation
 
-    def chance(data_dir, out, config, log):
+    def chance(data_dir, out, config, log, status):
         card = Evaluation(10, 0, 0.5, 0.45, 0.5, 0.5, 0.5, 0.5, {}, {}, 100.0, 0.1, [])
         return deepscan.train.TrainResult(Path(out), 1, False, card, [], {"data": card})
 
