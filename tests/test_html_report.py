@@ -132,7 +132,15 @@ def test_a_page_rebuilt_from_a_report_keeps_what_the_report_knows_of_its_model(c
     assert code == ExitCode.OK and f"wrote {page}" in err and str(page) in text
     assert "tiny.keras@sha256:" in text and ", threshold 0.500" in text and "<th>trained on</th>" in text
     cli("report", without, "--html", page)
-    assert "not recorded in the report (scan with --columns model to record it)" in page.read_text()
+    assert "not recorded in the report (give --summary, or scan with --columns model)" in page.read_text()
+    summary = tmp_path / "s.json"
+    cli("scan", photos, "--model", tiny_model, "-q", "-o", without, "--summary-json", summary)
+    code, _, _ = cli("report", without, "--html", page, "--summary", summary)
+    text = page.read_text()
+    assert code == ExitCode.OK and " by deepscan 0." in text and f"<td>{photos}</td>" in text
+    assert "tiny.keras (whole images), threshold 0.500" in text and "not recorded in the report" not in text
+    code, _, err = cli("report", without, "--html", page, "--summary", without)
+    assert code == ExitCode.USAGE and "not a deepscan --summary-json" in err
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from deepscan.commands.options import FaceMarginOption, ModelOption, TrustModelOption
+from deepscan.errors import OutputError
+from deepscan.report import check_destination
 
 if TYPE_CHECKING:
     from deepscan.scorers import ScanModel
-from deepscan.report import check_destination
 
 
 def report_command(
@@ -26,6 +28,15 @@ def report_command(
     model: ModelOption = None,
     trust_model: TrustModelOption = False,
     face_margin: FaceMarginOption = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="The scan's --summary-json: the page then says when, by which version and of which paths the "
+            "report was made, and with which models and thresholds.",
+        ),
+    ] = None,
 ) -> None:
     """Build an HTML report from REPORT: files most suspicious first, thumbnails, evidence, heat maps.
 
@@ -48,9 +59,10 @@ def report_command(
         facts = [
             ("this page", str(html.absolute())),
             ("from report", str(results)),
+            *(_scan_facts(summary) if summary is not None else []),
             ("files", str(store.count)),
             *((name, str(store.labels[name])) for name in ("real", "fake", "error")),
-            *_model_facts(store.models - {""}, [ScanModel(path, "report") for path in files]),
+            *_model_facts(store.models - {""}, [ScanModel(path, "report") for path in files], summary is not None),
         ]
         heat = None
         if explain:
@@ -62,11 +74,28 @@ def report_command(
     typer.echo(f"wrote {html} ({store.count} files)", err=True)
 
 
-def _model_facts(named: set[str], models: list[ScanModel]) -> list[tuple[str, str]]:
+def _scan_facts(summary: Path) -> list[tuple[str, str]]:
+    """What the scan's --summary-json says of how the report was made."""
+    try:
+        figures = json.loads(summary.read_text(encoding="utf-8"))
+        made = f"{figures['created']} by deepscan {figures['deepscan_version']}"
+        facts = [("made", made), ("scanned", ", ".join(map(str, figures["inputs"])))]
+        for model in figures["models"]:
+            name = model["model"].split("@")[0]
+            facts.append(("model", f"{name} ({model['role']}), threshold {float(model['threshold']):.3f}"))
+            facts.append(("trained on", str(model["trained_on"])))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OutputError(f"cannot read {summary}: not a deepscan --summary-json ({err})") from None
+    return facts
+
+
+def _model_facts(named: set[str], models: list[ScanModel], summarised: bool) -> list[tuple[str, str]]:
     """What the page can say of the models that scored the report: those its model column names, with their
     threshold and training when --model (or a packaged model) is that very file."""
     if not named:
-        return [("model", "not recorded in the report (scan with --columns model to record it)")]
+        if summarised:
+            return []  # the summary named them
+        return [("model", "not recorded in the report (give --summary, or scan with --columns model)")]
     known = {model.identity: model for model in models}
     facts = []
     for identity in sorted(named):
