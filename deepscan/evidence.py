@@ -114,7 +114,11 @@ def declares_ai(items: list[dict[str, Any]]) -> bool:
 def read_evidence(path: str) -> list[Evidence]:
     """Everything the file's own metadata says about its origin (see the module docstring)."""
     with open_regular(path) as handle:
-        data = handle.read(MAX_FILE_BYTES)
+        data = handle.read(MAX_JPEG_METADATA_BYTES + 4)
+        full = len(data) > MAX_JPEG_METADATA_BYTES
+        if full and data.startswith(b"\xff\xd8") and _jpeg_header_end(data) == len(data):  # no image data yet
+            return [_TOO_MUCH_JPEG_METADATA]
+        data += handle.read(MAX_FILE_BYTES - len(data))
     return evidence_in(data)
 
 
@@ -126,8 +130,7 @@ def evidence_in(data: bytes) -> list[Evidence]:
     """
     header_end = _jpeg_header_end(data) if data.startswith(b"\xff\xd8") else len(data)
     if header_end > MAX_JPEG_METADATA_BYTES:
-        limit = MAX_JPEG_METADATA_BYTES >> 20
-        return [Evidence("jpeg", "unreadable", status=f"over {limit} MiB of metadata segments: not read")]
+        return [_TOO_MUCH_JPEG_METADATA]
     found: list[Evidence] = []
     if data.find(b"c2pa", 0, header_end) != -1:
         found += _c2pa(data)
@@ -139,6 +142,11 @@ def evidence_in(data: bytes) -> list[Evidence]:
     if data.find(b"Exif", 0, header_end) != -1 or data[:4] in (b"II*\0", b"MM\0*"):
         found += _exif(data)
     return list(dict.fromkeys(found))
+
+
+_TOO_MUCH_JPEG_METADATA = Evidence(
+    "jpeg", "unreadable", status=f"over {MAX_JPEG_METADATA_BYTES >> 20} MiB of metadata segments: not read"
+)
 
 
 def _jpeg_header_end(data: bytes) -> int:

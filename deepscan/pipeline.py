@@ -93,8 +93,10 @@ DECODE_BYTES_PER_PIXEL = {"WEBP": 16}
 
 
 def decode_cost(image: Image.Image) -> int:
-    """The bytes decoding ``image`` will hold at its peak (an estimate that errs high)."""
-    return image.width * image.height * DECODE_BYTES_PER_PIXEL.get(image.format or "", 4)
+    """The bytes decoding ``image`` will hold at its peak (an estimate that errs high), its metadata included:
+    Pillow keeps every JPEG APP segment it read (``applist``), up to the file's size."""
+    metadata = sum(len(data) for _, data in getattr(image, "applist", ()))
+    return image.width * image.height * DECODE_BYTES_PER_PIXEL.get(image.format or "", 4) + metadata
 
 
 class DecodeBudget:
