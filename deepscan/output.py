@@ -195,9 +195,9 @@ class ScanOutput:
             raise OutputClosed() from None
         if self.to_file:
             assert settings.out is not None
-            for leftover in (partial_path(settings.out), resume_marker(settings.out)):
+            partial = partial_path(settings.out)
+            for leftover in (partial, resume_marker(settings.out), resume_marker(partial)):
                 leftover.unlink(missing_ok=True)  # superseded by the finished report
-            resume_marker(partial_path(settings.out)).unlink(missing_ok=True)
         self._finish(interrupted=False)
 
     def _write_file(self, scanned: ScannedFile) -> None:
