@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any
 
-import click
 import typer
 import typer.main
 from rich.console import Console
@@ -69,24 +68,26 @@ class DeepscanGroup(PlainHelp, TyperGroup):
     """Loads each command on first use; turns usage errors, deepscan errors and interrupts into one line and an
     exit code."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, name: str) -> TyperCommand | None:
         if name not in COMMANDS:
             return None
         if name not in self.commands:
             if self.listing:  # the group's help lists the commands: their line is enough
-                return click.Command(name, short_help=COMMANDS[name][2])
+                return TyperCommand(name, short_help=COMMANDS[name][2])
             self.commands[name] = _load_command(name)
         return self.commands[name]
 
     listing = False
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        """The commands and global options as plain text (Typer's Rich help, kept for each command's own, takes
+        as long to import as Typer and Rich themselves: `deepscan --help` should be instant)."""
         self.listing = True
         try:
-            super().format_help(ctx, formatter)
+            super(TyperGroup, self).format_help(ctx, formatter)  # Click's own, below Typer's Rich one
         finally:
             self.listing = False
 
@@ -202,7 +203,7 @@ def main_options(
     logger.propagate = False
 
 
-def _load_command(name: str) -> click.Command:
+def _load_command(name: str) -> TyperCommand:
     """The Click command Typer makes of a command's function, its module imported now."""
     module, function, short_help, exit_codes = COMMANDS[name]
     info = CommandInfo(
