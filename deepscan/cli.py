@@ -68,6 +68,8 @@ class DeepscanGroup(PlainHelp, TyperGroup):
     """Loads each command on first use; turns usage errors, deepscan errors and interrupts into one line and an
     exit code."""
 
+    listing = False  # while the group's own help is written
+
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -79,8 +81,6 @@ class DeepscanGroup(PlainHelp, TyperGroup):
                 return TyperCommand(name, short_help=COMMANDS[name][2])
             self.commands[name] = _load_command(name)
         return self.commands[name]
-
-    listing = False
 
     def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         """The commands and global options as plain text (Typer's Rich help, kept for each command's own, takes
