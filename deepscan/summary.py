@@ -175,7 +175,7 @@ class Summary:
             return "none (no file to score)"
         if sum(self.known.values()) == self.done:
             return "none (every file was already known)"
-        return "none (no file could be read)"
+        return "none (no file needed it)"
 
     def render(self, console: Console, *, interrupted: bool = False) -> None:
         title = f"deepscan: stopped after {self.done} of {self.found} files" if interrupted else "deepscan summary"
