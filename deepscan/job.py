@@ -54,6 +54,11 @@ class ScanSettings:
     resume_format: OutputFormat | None = None  # None: from the report's extension
     evidence: bool = True  # read C2PA, IPTC/XMP and generator metadata (the evidence column)
 
+    @property
+    def face_margin(self) -> float | None:
+        """--face-margin, in face mode (None: each face model's own)."""
+        return self.faces.margin if self.faces is not None else None
+
     def __post_init__(self) -> None:
         unknown = [name for name in self.columns if name not in EXTRA_COLUMNS]
         if unknown:
@@ -76,10 +81,10 @@ def scan_models(settings: ScanSettings) -> list[ScanModel]:
     ``--model`` serves both roles in face mode; otherwise the packaged models do.
     """
 
-    margin = settings.faces.margin if settings.faces is not None else None
-
     def resolve(path: Path, role: str) -> ScanModel:
-        return ScanModel(path, role, settings.threshold, trust=settings.trust_model, explicit_margin=margin)
+        return ScanModel(
+            path, role, settings.threshold, trust=settings.trust_model, explicit_margin=settings.face_margin
+        )
 
     if settings.faces is None:
         return [resolve(settings.model or packaged_model(), "whole images")]

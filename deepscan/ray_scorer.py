@@ -175,12 +175,11 @@ class ScoringActor:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         folder = Path(tempfile.mkdtemp(prefix="deepscan-models-"))
         models = []
-        margin = settings.faces.margin if settings.faces is not None else None  # as the driver's models resolve it
         for index, (name, stored) in enumerate(model_files):
             path = folder / str(index) / name  # the driver's file name: the records carry the same identity
             path.parent.mkdir()
             path.write_bytes(ray.get(stored))
-            models.append(ScanModel(path, "ray", explicit_margin=margin))
+            models.append(ScanModel(path, "ray", explicit_margin=settings.face_margin))  # as the driver's resolve it
         self.scorer = local_scorer(settings, models)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -129,13 +129,9 @@ class WholeImageScorer:
 
     def score_decoded(self, chunk: list[tuple[str, Any]]) -> list[Record]:
         readable = [pixels for _, pixels in chunk if not isinstance(pixels, str)]
-        scores = iter(self.model.detector().predict(np.stack(readable)) if readable else ())
-        return [
-            Record(path, error=pixels, model=self.model.identity)
-            if isinstance(pixels, str)
-            else Record(path, float(next(scores)), model=self.model.identity)
-            for path, pixels in chunk
-        ]
+        scores = self.model.detector().predict(np.stack(readable)) if readable else ()
+        errors = [pixels if isinstance(pixels, str) else "" for _, pixels in chunk]
+        return _records([path for path, _ in chunk], errors, scores, self.model.identity)
 
 
 def decode_whole(path: str, data: bytes | None, size: int) -> np.ndarray | str:
@@ -162,16 +158,19 @@ def score_files(
     for batch_paths, pixels, errors in image_batches(sources, spec.image_size, batch_size, perturb):
         messages = errors.numpy()
         readable = messages == b""
-        scores = iter(())
+        scores: Iterable[float] = ()
         if readable.all():
-            scores = iter(detector.predict(pixels))
+            scores = detector.predict(pixels)
         elif readable.any():
-            scores = iter(detector.predict(pixels.numpy()[readable]))
-        rows = []
-        for raw_path, message in zip(batch_paths.numpy(), messages, strict=True):
-            path = os.fsdecode(raw_path)
-            if message:
-                rows.append(Record(path, error=message.decode(), model=model))
-            else:
-                rows.append(Record(path, float(next(scores)), model=model))
-        yield rows
+            scores = detector.predict(pixels.numpy()[readable])
+        paths = [os.fsdecode(raw_path) for raw_path in batch_paths.numpy()]
+        yield _records(paths, [message.decode() for message in messages], scores, model)
+
+
+def _records(paths: list[str], errors: list[str], scores: Iterable[float], model: str) -> list[Record]:
+    """Each file's record: its error, or the next of ``scores`` (the readable files', in order)."""
+    left = iter(scores)
+    return [
+        Record(path, error=error, model=model) if error else Record(path, float(next(left)), model=model)
+        for path, error in zip(paths, errors, strict=True)
+    ]

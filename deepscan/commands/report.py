@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from deepscan.commands.options import FaceMarginOption, ModelOption, TrustModelOption
 from deepscan.errors import OutputError
 from deepscan.report import check_destination
-
-if TYPE_CHECKING:
-    from deepscan.scorers import ScanModel
 
 
 def report_command(
@@ -49,7 +46,6 @@ def report_command(
     from deepscan.html_report import EntryStore, entries_from_report, write_html
     from deepscan.job import ScanSettings, scan_models
     from deepscan.model import packaged_model
-    from deepscan.scorers import ScanModel
 
     check_destination(html)
     with EntryStore() as store:
@@ -62,7 +58,7 @@ def report_command(
             *(_scan_facts(summary) if summary is not None else []),
             ("files", str(store.count)),
             *((name, str(store.labels[name])) for name in ("real", "fake", "error")),
-            *_model_facts(store.models - {""}, [ScanModel(path, "report") for path in files], summary is not None),
+            *_model_facts(store.models - {""}, files, summary is not None),
         ]
         heat = None
         if explain:
@@ -89,14 +85,16 @@ def _scan_facts(summary: Path) -> list[tuple[str, str]]:
     return facts
 
 
-def _model_facts(named: set[str], models: list[ScanModel], summarised: bool) -> list[tuple[str, str]]:
+def _model_facts(named: set[str], files: list[Path], summarised: bool) -> list[tuple[str, str]]:
     """What the page can say of the models that scored the report: those its model column names, with their
     threshold and training when --model (or a packaged model) is that very file."""
     if not named:
         if summarised:
             return []  # the summary named them
         return [("model", "not recorded in the report (give --summary, or scan with --columns model)")]
-    known = {model.identity: model for model in models}
+    from deepscan.scorers import ScanModel
+
+    known = {model.identity: model for model in (ScanModel(path, "report") for path in files)}
     facts = []
     for identity in sorted(named):
         model = known.get(identity)
